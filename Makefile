@@ -1,0 +1,28 @@
+# The README's commands. `make demo` trains and samples; `make test` runs the test suite.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+SHARED_DATA := $(abspath ../shared/data)
+# tests read tinyshakespeare.txt / names.txt from here instead of downloading them
+TEST_DATA := $(if $(wildcard $(SHARED_DATA)),NANOSTACK_DATA_DIR=$(SHARED_DATA),)
+
+.PHONY: demo test bench clean
+
+$(BIN)/nanostack: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --editable '.[test]'
+	touch $@
+
+demo: $(BIN)/nanostack
+	$(BIN)/nanostack train --config cpu_small --out runs/demo --force
+	$(BIN)/nanostack sample runs/demo --max-new-tokens 500
+
+test: $(BIN)/nanostack
+	$(TEST_DATA) $(BIN)/python -m pytest -q
+
+bench: $(BIN)/nanostack
+	$(TEST_DATA) $(BIN)/python bench/train_cpu_small.py
+	$(TEST_DATA) $(BIN)/python bench/sample_speed.py
+
+clean:
+	rm -rf $(VENV) runs *.egg-info

@@ -1,0 +1,3 @@
+from nanostack.cli import main
+
+raise SystemExit(main())

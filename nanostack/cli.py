@@ -1,0 +1,118 @@
+"""Command line: parse arguments, call the library, turn a UserError into one line and exit code 2."""
+import argparse
+import sys
+from dataclasses import fields
+
+from nanostack.errors import UserError
+
+EXIT_USER_ERROR = 2
+EXIT_INTERRUPTED = 130
+
+
+class Parser(argparse.ArgumentParser):
+    def error(self, message):  # one line, not argparse's usage block
+        raise UserError(f"{self.prog}: {message}", f"see `{self.prog} --help`")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from nanostack.data import BUILTINS
+    from nanostack.train.config import TrainConfig
+
+    parser = Parser(prog="nanostack", description="Train small language models on your own text, from scratch.")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=Parser, metavar="COMMAND")
+
+    p = sub.add_parser("prepare", help="tokenize a corpus into cached train/val shards",
+                       description="Read a corpus, split it 90/10 into train and val, tokenize it and cache the "
+                                   "token shards (reused by every run on the same data).")
+    p.add_argument("--data", default="pystdlib",
+                   help=f"a text file, a folder of text files, or a built-in corpus: {', '.join(BUILTINS)} "
+                        "(default: pystdlib)")
+    p.add_argument("--tokenizer", default="char", help="tokenizer to prepare the shards with (default: char)")
+
+    t = sub.add_parser("train", help="train a GPT on a corpus",
+                       description="Train a GPT. Settings come from the defaults, then --config, then the flags "
+                                   "below; the run folder keeps everything needed to resume and sample.")
+    t.add_argument("--out", required=True, help="run folder for config, checkpoints and metrics")
+    t.add_argument("--config", help="a preset name (cpu_small, shakespeare_char) or a TOML file of settings")
+    t.add_argument("--resume", action="store_true", help="continue the run in --out from its latest checkpoint")
+    t.add_argument("--force", action="store_true", help="start over even if --out already holds a run")
+    for f in fields(TrainConfig):
+        flag = "--" + f.name.replace("_", "-")
+        if isinstance(f.default, bool):
+            t.add_argument(flag, dest=f.name, action=argparse.BooleanOptionalAction, default=argparse.SUPPRESS,
+                           help=f"{f.metadata['help']} (default: {f.default})")
+        else:
+            t.add_argument(flag, dest=f.name, metavar=type(f.default).__name__.upper(), default=argparse.SUPPRESS,
+                           help=f"{f.metadata['help']} (default: {f.default})")
+
+    s = sub.add_parser("sample", help="generate text from a trained run",
+                       description="Generate text from a run's checkpoint, streaming it to stdout.")
+    s.add_argument("run_dir", metavar="RUN_DIR", help="the --out folder of `nanostack train`")
+    s.add_argument("--prompt", default="", help="text to continue (default: start from a newline)")
+    s.add_argument("--max-new-tokens", type=int, default=500, help="tokens to generate per sample (default: 500)")
+    s.add_argument("--temperature", type=float, default=1.0,
+                   help="below 1 is more conservative, above 1 more random, 0 is greedy (default: 1.0)")
+    s.add_argument("--top-k", type=int, default=None, help="sample only from the k most likely tokens")
+    s.add_argument("--top-p", type=float, default=None,
+                   help="sample only from the most likely tokens whose probabilities sum to p (nucleus)")
+    s.add_argument("--num-samples", type=int, default=1, help="how many samples to generate (default: 1)")
+    s.add_argument("--seed", type=int, default=1337, help="random seed for sampling (default: 1337)")
+    s.add_argument("--checkpoint", choices=("best", "latest"), default="best",
+                   help="which checkpoint to load (default: best, the lowest val loss)")
+    s.add_argument("--device", default="cpu", help="device to sample on: cpu, cuda, mps (default: cpu)")
+    return parser
+
+
+def run(argv) -> int:
+    args = build_parser().parse_args(argv)
+    if args.command == "prepare":
+        from nanostack.data import prepare_shards
+
+        shards = prepare_shards(args.data, args.tokenizer)
+        m = shards.meta
+        print(f"shards: {shards.path}")
+        print(f"source {m['source']}: {m['documents']} document(s), {m['characters']:,} characters, "
+              f"{m['skipped_files']} file(s) skipped as binary or non-UTF-8")
+        print(f"tokenizer {m['tokenizer']}: vocab {m['vocab_size']}; "
+              f"train {m['train_tokens']:,} tokens, val {m['val_tokens']:,} tokens")
+    elif args.command == "train":
+        from nanostack.train import train
+        from nanostack.train.config import FIELDS
+
+        overrides = {k: v for k, v in vars(args).items() if k in FIELDS}
+        summary = train(args.out, overrides, args.config, resume=args.resume, force=args.force)
+        print(f"trained {summary['step']} steps; val loss {summary['val_loss']:.4f}; run in {summary['run_dir']}")
+        print(f"sample it with: nanostack sample {summary['run_dir']}")
+    elif args.command == "sample":
+        from nanostack.sample import load_run, stream_samples
+        from nanostack.train.trainer import resolve_device
+
+        if args.max_new_tokens < 0 or args.num_samples < 1:
+            raise UserError("--max-new-tokens must be >= 0 and --num-samples >= 1", "fix the numbers")
+        model, tokenizer = load_run(args.run_dir, args.checkpoint, resolve_device(args.device))
+        stream_samples(model, tokenizer, args.prompt, args.max_new_tokens, args.num_samples, args.temperature,
+                       args.top_k, args.top_p, args.seed)
+    return 0
+
+
+def main(argv=None) -> int:
+    from nanostack.train.trainer import Interrupted
+
+    try:
+        return run(sys.argv[1:] if argv is None else argv)
+    except UserError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return EXIT_USER_ERROR
+    except Interrupted as e:
+        print(f"\ninterrupted at step {e.step}; checkpoint saved. Continue with: "
+              f"nanostack train --out {e.run_dir} --resume", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except KeyboardInterrupt:
+        print("\ninterrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except BrokenPipeError:  # e.g. `nanostack sample RUN | head`
+        return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

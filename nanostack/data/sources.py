@@ -1,0 +1,115 @@
+"""Where text comes from: the built-in corpora, a text file, or a folder of text files.
+
+A corpus is a list of documents (name, text) read as UTF-8. Binary or non-UTF-8 files are an
+error when named directly and are skipped (and counted) inside a folder.
+"""
+import os
+import sysconfig
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from nanostack.errors import UserError
+from nanostack.io import write_atomic
+
+# name -> (file name in NANOSTACK_DATA_DIR and the cache, canonical download address)
+DOWNLOADS = {
+    "shakespeare": ("tinyshakespeare.txt",
+                    "https://raw.githubusercontent.com/karpathy/char-rnn/master/data/tinyshakespeare/input.txt"),
+    "names": ("names.txt", "https://raw.githubusercontent.com/karpathy/makemore/master/names.txt"),
+}
+BUILTINS = ("pystdlib", *DOWNLOADS)
+
+
+@dataclass
+class Corpus:
+    source: str                   # what the user asked for: a built-in name or a path
+    documents: list               # [(name, text)], in a fixed order
+    split_by_document: bool       # a folder splits whole files; a single text splits by position
+    skipped: list = field(default_factory=list)  # names of files that were not UTF-8 text
+
+
+def cache_dir() -> Path:
+    root = os.environ.get("NANOSTACK_CACHE_DIR") or os.path.join(
+        os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "nanostack")
+    return Path(root)
+
+
+def load_corpus(spec: str) -> Corpus:
+    """Read the corpus named by `spec`: a built-in name (pystdlib, shakespeare, names) or a path."""
+    if spec == "pystdlib":
+        return _read_folder(Path(sysconfig.get_paths()["stdlib"]), spec, suffix=".py", skip_dirs={"site-packages"})
+    if spec in DOWNLOADS:
+        path = builtin_path(spec)
+        return Corpus(spec, [(path.name, _read_text_file(path))], split_by_document=False)
+    path = Path(spec).expanduser()
+    if not path.exists():
+        raise UserError(f"data path {spec} does not exist",
+                        f"give a text file, a folder of text files, or one of: {', '.join(BUILTINS)}")
+    if path.is_dir():
+        return _read_folder(path, spec)
+    return Corpus(spec, [(path.name, _read_text_file(path))], split_by_document=False)
+
+
+def builtin_path(name: str) -> Path:
+    """Local copy of a downloadable corpus: from NANOSTACK_DATA_DIR, the cache, or downloaded once."""
+    filename, url = DOWNLOADS[name]
+    local = os.environ.get("NANOSTACK_DATA_DIR")
+    if local:
+        path = Path(local) / filename
+        if not path.is_file():
+            raise UserError(f"NANOSTACK_DATA_DIR is set but {path} does not exist",
+                            f"put {filename} there, or unset NANOSTACK_DATA_DIR to download it")
+        return path
+    path = cache_dir() / "downloads" / filename
+    if not path.is_file():
+        print(f"downloading {name} from {url}", flush=True)
+        try:
+            with urllib.request.urlopen(url, timeout=60) as response:
+                data = response.read()
+        except OSError as e:
+            raise UserError(f"could not download {name} from {url} ({e})",
+                            f"set NANOSTACK_DATA_DIR to a folder holding {filename}") from None
+        path.parent.mkdir(parents=True, exist_ok=True)
+        write_atomic(path, data)
+    return path
+
+
+def _decode(raw: bytes):
+    if b"\x00" in raw:
+        return None
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError:
+        return None
+
+
+def _read_text_file(path: Path) -> str:
+    if not path.is_file():
+        raise UserError(f"data path {path} is not a regular file", "give a text file or a folder")
+    text = _decode(path.read_bytes())
+    if text is None:
+        raise UserError(f"{path} is binary or not UTF-8 text", "convert it to UTF-8 text, or give another file")
+    if not text.strip():
+        raise UserError(f"{path} is empty", "give a file with text in it")
+    return text
+
+
+def _read_folder(root: Path, spec: str, suffix: str = "", skip_dirs=frozenset()) -> Corpus:
+    documents, skipped = [], []
+    for dirpath, dirnames, filenames in os.walk(root):
+        dirnames[:] = sorted(d for d in dirnames if not d.startswith(".") and d not in skip_dirs)
+        for filename in sorted(filenames):
+            if filename.startswith(".") or not filename.endswith(suffix):
+                continue
+            path = Path(dirpath) / filename
+            name = path.relative_to(root).as_posix()
+            text = _decode(path.read_bytes()) if path.is_file() else None
+            if text is None:
+                skipped.append(name)
+            elif text.strip():
+                documents.append((name, text))
+    if not documents:
+        why = f" ({len(skipped)} binary or non-UTF-8 files skipped)" if skipped else ""
+        raise UserError(f"folder {spec} has no text files{why}", "give a folder that holds UTF-8 text files")
+    return Corpus(spec, documents, split_by_document=True, skipped=skipped)

@@ -1,0 +1,62 @@
+"""Crash-safe file writing: write to a temporary name, then rename over the target.
+
+A rename within one folder is atomic on POSIX, so a reader (or a run killed mid-write)
+sees either the old file or the new one, never half of one.
+"""
+import json
+import os
+import shutil
+from pathlib import Path
+
+from nanostack.errors import UserError
+
+
+def write_atomic(path, data) -> None:
+    path = Path(path)
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "wb") as f:
+        f.write(data.encode("utf-8") if isinstance(data, str) else data)
+    os.replace(tmp, path)
+
+
+def write_json(path, obj) -> None:
+    write_atomic(path, json.dumps(obj, indent=2, ensure_ascii=False) + "\n")
+
+
+def read_json(path, what: str) -> dict:
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"{what} {path} is missing", "check the path, or re-create it")
+    try:
+        obj = json.loads(path.read_text(encoding="utf-8"))
+    except (ValueError, UnicodeDecodeError) as e:
+        raise UserError(f"{what} {path} is corrupt ({e})", "restore it or start a new run") from None
+    if not isinstance(obj, dict):
+        raise UserError(f"{what} {path} is not a JSON object", "restore it or start a new run")
+    return obj
+
+
+def replace_dir(tmp: Path, final: Path) -> None:
+    """Swap a fully written folder `tmp` into place at `final`.
+
+    Two renames: final -> final.old, tmp -> final. A crash between them leaves only
+    final.old, which `existing_dir` then returns, so a complete folder is always found.
+    """
+    old = final.with_name(final.name + ".old")
+    if old.exists():
+        if final.exists():
+            shutil.rmtree(old)
+        else:  # an earlier swap was cut between its renames: old is the good copy
+            os.replace(old, final)
+    if final.exists():
+        os.replace(final, old)
+    os.replace(tmp, final)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def existing_dir(final: Path):
+    """The complete folder written by `replace_dir` at `final`, or None if there is none."""
+    if final.is_dir():
+        return final
+    old = final.with_name(final.name + ".old")
+    return old if old.is_dir() else None

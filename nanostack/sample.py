@@ -1,0 +1,64 @@
+"""Sampling from a trained run: load its tokenizer and weights, stream generated text."""
+import sys
+from pathlib import Path
+
+import torch
+
+from nanostack.errors import UserError
+from nanostack.io import read_json
+from nanostack.models import GPT, GPTConfig, generate
+from nanostack.tokenizer import load_tokenizer
+from nanostack.train.checkpoint import find_checkpoint, load_weights
+
+
+def load_run(run_dir, which: str = "best", device: str = "cpu"):
+    """(model, tokenizer) of a run; `which` is best or latest (best falls back to latest)."""
+    run_dir = Path(run_dir)
+    if not (run_dir / "config.json").is_file():
+        raise UserError(f"{run_dir} is not a run folder (no config.json)", "give the --out folder of `nanostack train`")
+    config = read_json(run_dir / "config.json", "run config")
+    try:
+        model = GPT(GPTConfig(**config["model"]))
+    except (KeyError, TypeError) as e:
+        raise UserError(f"run config {run_dir / 'config.json'} is damaged ({e})", "restore it or retrain") from None
+    tokenizer = load_tokenizer(run_dir / "tokenizer.json")
+    if tokenizer.vocab_size != model.config.vocab_size:
+        raise UserError(f"tokenizer of {run_dir} has {tokenizer.vocab_size} tokens but the model has "
+                        f"{model.config.vocab_size}", "the run folder mixes files from two runs; retrain")
+    folder = find_checkpoint(run_dir, which) or find_checkpoint(run_dir, "latest")
+    if folder is None:
+        raise UserError(f"{run_dir} has no checkpoint yet", "train it for at least --ckpt-interval steps")
+    load_weights(model, folder / "model.safetensors")
+    return model.to(device).eval(), tokenizer
+
+
+def stream_samples(model, tokenizer, prompt="", max_new_tokens=500, num_samples=1, temperature=1.0, top_k=None,
+                   top_p=None, seed=1337, out=sys.stdout, separator="\n---\n"):
+    """Write num_samples continuations of prompt to `out`, each token as soon as it is produced."""
+    if temperature < 0:
+        raise UserError(f"temperature must be >= 0, got {temperature}", "use 0 for greedy, 1 for plain sampling")
+    if top_k is not None and top_k < 1:
+        raise UserError(f"top_k must be at least 1, got {top_k}", "drop --top-k or give a positive number")
+    if top_p is not None and not 0 < top_p <= 1:
+        raise UserError(f"top_p must be in (0, 1], got {top_p}", "use e.g. --top-p 0.9")
+    ids = tokenizer.encode(prompt) if prompt else _start_token(tokenizer)
+    device = model.lm_head.weight.device
+    idx = torch.tensor([list(ids)], dtype=torch.long, device=device)
+    generator = torch.Generator(device=device).manual_seed(seed)
+    for i in range(num_samples):
+        if i:
+            out.write(separator)
+        out.write(prompt)
+        for token in generate(model, idx, max_new_tokens, temperature, top_k, top_p, generator):
+            out.write(tokenizer.decode(token[0].tolist()))
+            out.flush()
+    out.write("\n")
+    out.flush()
+
+
+def _start_token(tokenizer):
+    """An empty prompt starts from a newline, or from token 0 if the data had no newline."""
+    try:
+        return tokenizer.encode("\n")[:1]
+    except UserError:
+        return [0]

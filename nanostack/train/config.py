@@ -1,0 +1,148 @@
+"""TrainConfig: every setting of a run, its default, its help text and its valid range.
+
+A config is built in three layers: the defaults below, then a TOML preset or file (--config),
+then command-line flags. Field names follow nanoGPT's where the two overlap.
+"""
+import difflib
+import tomllib
+from dataclasses import MISSING, asdict, dataclass, field, fields
+from pathlib import Path
+
+from nanostack.errors import UserError
+
+PRESETS_DIR = Path(__file__).resolve().parents[2] / "configs"
+
+
+def _f(default, help):
+    return field(default=default, metadata={"help": help})
+
+
+@dataclass
+class TrainConfig:
+    # data
+    data: str = _f("pystdlib", "corpus: pystdlib, shakespeare, names, a text file or a folder of text files")
+    tokenizer: str = _f("char", "tokenizer: char (one token per character of the data)")
+    # model
+    n_layer: int = _f(4, "number of transformer blocks")
+    n_head: int = _f(4, "attention heads per block (must divide n_embd)")
+    n_embd: int = _f(128, "width of the residual stream")
+    block_size: int = _f(64, "context length in tokens")
+    dropout: float = _f(0.0, "dropout probability, 0 to turn off")
+    bias: bool = _f(True, "use biases in Linear and LayerNorm layers")
+    # optimisation
+    batch_size: int = _f(12, "sequences per micro-batch")
+    gradient_accumulation_steps: int = _f(1, "micro-batches per optimizer step")
+    learning_rate: float = _f(1e-3, "peak learning rate")
+    min_lr: float = _f(1e-4, "learning rate at the end of the cosine decay")
+    warmup_iters: int = _f(100, "steps of linear warmup from 0 to learning_rate")
+    lr_decay_iters: int = _f(2000, "step at which the cosine decay reaches min_lr")
+    max_iters: int = _f(2000, "optimizer steps to train for")
+    weight_decay: float = _f(0.1, "AdamW weight decay, applied to weight matrices and embeddings only")
+    beta1: float = _f(0.9, "AdamW beta1")
+    beta2: float = _f(0.99, "AdamW beta2")
+    grad_clip: float = _f(1.0, "clip the gradient norm to this value, 0 to turn off")
+    # evaluation, logging and checkpoints
+    eval_interval: int = _f(250, "estimate train/val loss every this many steps")
+    eval_iters: int = _f(20, "batches per loss estimate")
+    log_interval: int = _f(10, "append the training loss to metrics.jsonl every this many steps")
+    ckpt_interval: int = _f(250, "write the latest checkpoint every this many steps")
+    # system
+    device: str = _f("auto", "auto, cpu, cuda, cuda:N or mps (auto picks cuda, then mps, then cpu)")
+    dtype: str = _f("auto", "auto, float32 or bfloat16 (auto: bfloat16 autocast on CUDA, float32 elsewhere)")
+    compile: bool = _f(False, "compile the model with torch.compile (slow to start, faster per step)")
+    seed: int = _f(1337, "seed for initialisation, data order and dropout")
+
+    def validate(self) -> "TrainConfig":
+        positive = ["n_layer", "n_head", "n_embd", "block_size", "batch_size", "gradient_accumulation_steps",
+                    "max_iters", "eval_interval", "eval_iters", "log_interval", "ckpt_interval", "lr_decay_iters"]
+        for name in positive:
+            if getattr(self, name) <= 0:
+                raise UserError(f"{name} must be positive, got {getattr(self, name)}", f"set --{_flag(name)} > 0")
+        for name in ["learning_rate", "min_lr", "weight_decay", "grad_clip", "warmup_iters"]:
+            if getattr(self, name) < 0:
+                raise UserError(f"{name} must not be negative, got {getattr(self, name)}", f"set --{_flag(name)} >= 0")
+        for name in ["dropout", "beta1", "beta2"]:
+            if not 0 <= getattr(self, name) < 1:
+                raise UserError(f"{name} must be in [0, 1), got {getattr(self, name)}", f"fix --{_flag(name)}")
+        if self.n_embd % self.n_head:
+            raise UserError(f"n_embd ({self.n_embd}) is not divisible by n_head ({self.n_head})",
+                            "choose n_embd as a multiple of n_head")
+        if self.min_lr > self.learning_rate:
+            raise UserError(f"min_lr ({self.min_lr}) is above learning_rate ({self.learning_rate})",
+                            "set --min-lr at or below --learning-rate")
+        if self.dtype not in ("auto", "float32", "bfloat16"):
+            raise UserError(f"unknown dtype {self.dtype!r}", "use auto, float32 or bfloat16")
+        if not (self.device in ("auto", "cpu", "cuda", "mps") or self.device.startswith("cuda:")):
+            raise UserError(f"unknown device {self.device!r}", "use auto, cpu, cuda, cuda:N or mps")
+        return self
+
+
+def _flag(name: str) -> str:
+    return name.replace("_", "-")
+
+
+TYPE_NAMES = {bool: "true or false", int: "a whole number", float: "a number", str: "a string"}
+FIELDS = {f.name: f for f in fields(TrainConfig)}
+
+
+def field_help(name: str) -> str:
+    return FIELDS[name].metadata["help"]
+
+
+def coerce(name: str, value, source: str):
+    """value converted to the field's type, or a UserError naming the key and where it came from."""
+    if name not in FIELDS:
+        close = difflib.get_close_matches(name, FIELDS, n=1)
+        hint = f"did you mean {close[0]!r}?" if close else "see `nanostack train --help` for the keys"
+        raise UserError(f"unknown config key {name!r} in {source}", hint)
+    kind = type(FIELDS[name].default)
+    if kind is bool:
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.lower() in ("true", "false", "1", "0"):
+            return value.lower() in ("true", "1")
+    elif kind is float and isinstance(value, (int, float)) and not isinstance(value, bool):
+        return float(value)
+    elif kind is int and isinstance(value, int) and not isinstance(value, bool):
+        return value
+    elif kind is str and isinstance(value, str):
+        return value
+    else:
+        try:
+            if isinstance(value, str):
+                return kind(value)
+        except ValueError:
+            pass
+    raise UserError(f"bad value {value!r} for {name} in {source}", f"it must be {TYPE_NAMES[kind]}")
+
+
+def load_preset(spec: str) -> dict:
+    """The key/value pairs of a preset name (configs/NAME.toml) or a TOML file path."""
+    path = Path(spec)
+    if not path.is_file():
+        path = PRESETS_DIR / f"{spec}.toml"
+    if not path.is_file():
+        names = sorted(p.stem for p in PRESETS_DIR.glob("*.toml"))
+        raise UserError(f"config {spec} is neither a file nor a preset", f"use a TOML file or one of: {', '.join(names)}")
+    try:
+        values = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
+        raise UserError(f"config {path} is not valid TOML ({e})", "fix the file") from None
+    return {k: coerce(k, v, str(path)) for k, v in values.items()}
+
+
+def make_config(preset=None, overrides=None, base=None) -> TrainConfig:
+    """Defaults (or `base`) <- preset file <- overrides, validated."""
+    values = asdict(base) if base is not None else {}
+    if preset:
+        values.update(load_preset(preset))
+    for k, v in (overrides or {}).items():
+        values[k] = coerce(k, v, "the command line")
+    return TrainConfig(**values).validate()
+
+
+def config_from_dict(values: dict, source: str) -> TrainConfig:
+    return TrainConfig(**{k: coerce(k, v, source) for k, v in values.items()}).validate()
+
+
+assert all(f.default is not MISSING for f in fields(TrainConfig))
