@@ -98,7 +98,7 @@ def estimate_loss(model, shards, cfg, device, autocast) -> dict:
     return out
 
 
-def train(out, cfg_overrides=None, preset=None, resume=False, force=False, log=print) -> dict:
+def train(out, cfg_overrides=None, preset=None, resume=False, force=False, log=tqdm.write) -> dict:
     """Train the run in folder `out`; return a summary (steps, losses, speed).
 
     cfg_overrides are the fields set on the command line; preset is a preset name or TOML file.
@@ -203,7 +203,7 @@ def train(out, cfg_overrides=None, preset=None, resume=False, force=False, log=p
                     last_val = losses["val"]
                     write_metric(metrics, {"kind": "eval", "step": step, "train_loss": losses["train"],
                                            "val_loss": losses["val"]})
-                    bar.write(f"step {step}: train loss {losses['train']:.4f}, val loss {losses['val']:.4f}, "
+                    log(f"step {step}: train loss {losses['train']:.4f}, val loss {losses['val']:.4f}, "
                               f"lr {lr:.2e}, {1000 * median(step_times[-cfg.eval_interval:]):.1f} ms/step")
                     if losses["val"] < best_val:
                         best_val = losses["val"]
