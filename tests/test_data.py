@@ -30,7 +30,8 @@ def test_folder_sends_whole_files_to_one_side_and_skips_binary(tmp_path):
     assert prepare_shards(str(tmp_path)).meta["skipped_files"] == 2
 
 
-def test_shards_are_cached_by_content(corpus):
+def test_shards_are_cached_by_content(corpus, tmp_path, monkeypatch):
+    monkeypatch.setenv("NANOSTACK_CACHE_DIR", str(tmp_path / "fresh-cache"))
     logs = []
     first = prepare_shards(str(corpus), log=logs.append)
     second = prepare_shards(str(corpus), log=logs.append)
