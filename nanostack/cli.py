@@ -81,7 +81,8 @@ def run(argv) -> int:
 
         overrides = {k: v for k, v in vars(args).items() if k in FIELDS}
         summary = train(args.out, overrides, args.config, resume=args.resume, force=args.force)
-        print(f"trained {summary['step']} steps; val loss {summary['val_loss']:.4f}; run in {summary['run_dir']}")
+        val = f"; val loss {summary['val_loss']:.4f}" if summary["val_loss"] is not None else ""
+        print(f"run at step {summary['step']}{val}; run folder {summary['run_dir']}")
         print(f"sample it with: nanostack sample {summary['run_dir']}")
     elif args.command == "sample":
         from nanostack.sample import load_run, stream_samples

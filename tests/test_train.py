@@ -131,3 +131,14 @@ def test_interrupted_swap_still_finds_a_checkpoint(corpus, tmp_path):
     shutil.move(out / "latest", out / "latest.old")
     summary = train(out, {"max_iters": 30}, resume=True, log=lambda *a: None)
     assert summary["step"] == 30 and (out / "latest").is_dir() and not (out / "latest.old").exists()
+
+
+def test_resuming_a_finished_run_trains_nothing(corpus, tmp_path):
+    out = tmp_path / "run"
+    train(out, {**TINY, "data": str(corpus)}, log=lambda *a: None)
+    before = (out / "latest" / "model.safetensors").read_bytes()
+    logs = []
+    summary = train(out, {}, resume=True, log=logs.append)
+    assert summary["step"] == TINY["max_iters"] and summary["val_loss"] is None
+    assert any("nothing to train" in line for line in logs)
+    assert (out / "latest" / "model.safetensors").read_bytes() == before

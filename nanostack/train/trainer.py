@@ -15,6 +15,7 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
+from nanostack.cpu import keep_freed_memory
 from nanostack.data import check_split_size, get_batch, prepare_shards
 from nanostack.errors import UserError
 from nanostack.io import read_json, write_json
@@ -41,6 +42,8 @@ def resolve_device(name: str) -> str:
         return "mps" if torch.backends.mps.is_available() else "cpu"
     if name.startswith("cuda") and not torch.cuda.is_available():
         raise UserError(f"device {name} was asked for but CUDA is not available", "use --device cpu or auto")
+    if name.startswith("cuda:") and not (name[5:].isdigit() and int(name[5:]) < torch.cuda.device_count()):
+        raise UserError(f"there is no device {name}", f"use cuda:0 .. cuda:{torch.cuda.device_count() - 1}")
     if name == "mps" and not torch.backends.mps.is_available():
         raise UserError("device mps was asked for but MPS is not available", "use --device cpu or auto")
     return name
@@ -115,6 +118,8 @@ def train(out, cfg_overrides=None, preset=None, resume=False, force=False, log=t
         torch.backends.cuda.matmul.allow_tf32 = True
         torch.backends.cudnn.allow_tf32 = True
 
+    if device_type == "cpu":
+        keep_freed_memory()
     torch.manual_seed(cfg.seed)
     model = GPT(model_config(cfg, shards.tokenizer.vocab_size)).to(device)
     optimizer = make_optimizer(model, cfg.learning_rate, cfg.weight_decay, (cfg.beta1, cfg.beta2), device_type)
@@ -158,6 +163,9 @@ def train(out, cfg_overrides=None, preset=None, resume=False, force=False, log=t
             rng["cuda"] = rng_to_json(torch.cuda.get_rng_state())
         return {"step": step, "best_val_loss": best_val, "rng": rng}
 
+    if step >= cfg.max_iters:
+        log(f"{out} is already at step {step} of max_iters {cfg.max_iters}: nothing to train "
+            "(raise --max-iters to continue it)")
     stop = StopFlag()
     metrics = open(out / "metrics.jsonl", "a", encoding="utf-8")
     tokens_per_step = cfg.batch_size * cfg.block_size * cfg.gradient_accumulation_steps
