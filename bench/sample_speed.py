@@ -1,6 +1,6 @@
 """Benchmark: sampling speed, tokens per second, with and without the KV cache.
 
-    python bench/sample_speed.py [--nanogpt DIR] [--big-new-tokens 32]
+    python bench/sample_speed.py [--nanogpt DIR] [--big-new-tokens 128]
 
 1. the cpu_small model (4 layers, 128 wide, block 64, vocab 65): 500 new tokens from one token;
 2. a 12-layer, 768-wide GPT (block 1024, GPT-2's vocabulary of 50304): a 512-token prompt.
@@ -32,7 +32,7 @@ def tokens_per_s(generate, prompt, new_tokens) -> float:
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--nanogpt", help="path to a nanoGPT checkout to compare with")
-    parser.add_argument("--big-new-tokens", type=int, default=32, help="new tokens for the 12-layer case")
+    parser.add_argument("--big-new-tokens", type=int, default=128, help="new tokens for the 12-layer case")
     args = parser.parse_args()
     peer = None
     if args.nanogpt:

@@ -101,3 +101,12 @@ def test_sample_next_token_filters():
     probs = torch.softmax(logits, -1)[0]  # the top two hold 0.88 of the mass, so p=0.85 keeps exactly them
     assert probs[1] + probs[2] > 0.85 > probs[1]
     assert {sample_next_token(logits, top_p=0.85, generator=g).item() for _ in range(200)} == {1, 2}
+
+
+def test_split_loss_reads_every_window_once():
+    from nanostack.train.evaluate import split_loss
+    model = tiny_gpt(dtype=torch.float64)
+    tokens = torch.randint(50, (16 * 5 + 3,)).numpy()
+    windows = torch.from_numpy(tokens[:81]).long()
+    _, expected = model(windows[:-1].view(5, 16), windows[1:].view(5, 16))
+    assert split_loss(model, tokens, 16, batch_size=2) == pytest.approx(expected.item(), rel=1e-12)
