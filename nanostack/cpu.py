@@ -2,7 +2,8 @@
 
 glibc's malloc hands large blocks (activations, gradients) back to the kernel when they are
 freed, so every training step page-faults its buffers in again: about 700 faults a step for
-the cpu_small model, and ~20% of its step time on a 2-core machine (bench/train_cpu_small.py).
+the cpu_small model, 3 with this setting. In a profile of one process the step's ops took ~19%
+less time with it; between separate runs on a noisy 2-core VM the gain was within the noise.
 Keeping freed memory in the process makes each step reuse the last one's pages.
 """
 import ctypes
