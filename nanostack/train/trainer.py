@@ -7,6 +7,7 @@ optimizer state makes a resumed run take exactly the steps an uninterrupted one 
 import json
 import math
 import signal
+import sys
 import time
 from contextlib import nullcontext
 from dataclasses import asdict
@@ -170,7 +171,8 @@ def train(out, cfg_overrides=None, preset=None, resume=False, force=False, log=t
     metrics = open(out / "metrics.jsonl", "a", encoding="utf-8")
     tokens_per_step = cfg.batch_size * cfg.block_size * cfg.gradient_accumulation_steps
     step_times, last_val, t_start = [], None, time.time()
-    bar = tqdm(total=cfg.max_iters, initial=step, unit="step", dynamic_ncols=True, disable=None)
+    # a bar on a terminal only; logs get the evaluation lines (tqdm's disable=None misjudges some terminals)
+    bar = tqdm(total=cfg.max_iters, initial=step, unit="step", dynamic_ncols=True, disable=not sys.stderr.isatty())
     try:
         with stop:
             while step < cfg.max_iters:
