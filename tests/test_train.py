@@ -84,7 +84,9 @@ def test_ctrl_c_saves_and_resume_finishes_identically(corpus, tmp_path):
     assert run_nanostack("train", "--out", straight, *args).returncode == 0
     proc = subprocess.Popen(nanostack_cmd("train", "--out", stopped, *args),
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 60
     while not (stopped / "metrics.jsonl").exists() or not (stopped / "metrics.jsonl").read_text():
+        assert proc.poll() is None and time.time() < deadline, "the run ended before it logged a step"
         time.sleep(0.01)
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=60)
