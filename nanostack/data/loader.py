@@ -21,8 +21,8 @@ def get_batch(tokens: np.ndarray, batch_size: int, block_size: int, generator: t
     starts = torch.randint(len(tokens) - block_size, (batch_size,), generator=generator).numpy()
     windows = tokens[starts[:, None] + np.arange(block_size + 1)]  # one fancy-index gather from the memmap
     windows = torch.from_numpy(windows.astype(np.int64))
-    x, y = windows[:, :-1], windows[:, 1:]
-    if device != "cpu":
-        x = x.pin_memory().to(device, non_blocking=True) if str(device).startswith("cuda") else x.to(device)
-        y = y.pin_memory().to(device, non_blocking=True) if str(device).startswith("cuda") else y.to(device)
-    return x, y
+    if str(device).startswith("cuda"):  # one pinned, asynchronous copy; x and y are views of it
+        windows = windows.pin_memory().to(device, non_blocking=True)
+    elif device != "cpu":
+        windows = windows.to(device)
+    return windows[:, :-1], windows[:, 1:]

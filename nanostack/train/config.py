@@ -5,7 +5,7 @@ then command-line flags. Field names follow nanoGPT's where the two overlap.
 """
 import difflib
 import tomllib
-from dataclasses import MISSING, asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 from nanostack.errors import UserError
@@ -144,5 +144,3 @@ def make_config(preset=None, overrides=None, base=None) -> TrainConfig:
 def config_from_dict(values: dict, source: str) -> TrainConfig:
     return TrainConfig(**{k: coerce(k, v, source) for k, v in values.items()}).validate()
 
-
-assert all(f.default is not MISSING for f in fields(TrainConfig))
