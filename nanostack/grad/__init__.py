@@ -1,0 +1,11 @@
+"""grad: backpropagation you can read, on numpy alone.
+
+Value (scalar.py) is a single number with reverse-mode autodiff; Tensor (tensor.py) does the same
+for numpy arrays; functional.py holds fused composite ops (softmax, cross_entropy, layer_norm ...);
+nn.py and optim.py build layers, a GPT and optimizers on Tensor; graph.py draws a graph.
+"""
+from nanostack.grad import functional
+from nanostack.grad.scalar import Value
+from nanostack.grad.tensor import Tensor, concatenate, no_grad, stack, where
+
+__all__ = ["Value", "Tensor", "no_grad", "functional", "concatenate", "stack", "where"]
