@@ -9,6 +9,7 @@ the same data from the same initial weights. Prints one JSON line per engine: se
 loss and accuracy.
 """
 import argparse
+import gc
 import json
 import random
 import sys
@@ -49,7 +50,8 @@ def train_moons(Value, model, X, y, steps):
     return loss.data, accuracy
 
 
-def run(name, Value, MLP, X, y, steps):
+def run(name, Value, MLP, X, y, steps, gc_thresholds):
+    gc.set_threshold(*gc_thresholds)  # each engine starts from Python's settings (nanostack's backward changes them)
     random.seed(1337)  # both engines draw their initial weights with random.uniform in the same order
     model = MLP(2, [16, 16, 1])
     t0 = time.perf_counter()
@@ -64,12 +66,13 @@ def main():
     parser.add_argument("--steps", type=int, default=100)
     args = parser.parse_args()
     X, y = make_moons()
-    run("nanostack.grad.Value", Value, MLP, X, y, args.steps)
+    python_gc = gc.get_threshold()
+    run("nanostack.grad.Value", Value, MLP, X, y, args.steps, python_gc)
     if args.micrograd:
         sys.path.insert(0, args.micrograd)
         from micrograd.engine import Value as PeerValue
         from micrograd.nn import MLP as PeerMLP
-        run("micrograd", PeerValue, PeerMLP, X, y, args.steps)
+        run("micrograd", PeerValue, PeerMLP, X, y, args.steps, python_gc)
 
 
 if __name__ == "__main__":
