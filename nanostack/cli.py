@@ -60,6 +60,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--checkpoint", choices=("best", "latest"), default="best",
                    help="which checkpoint to load (default: best, the lowest val loss)")
     s.add_argument("--device", default="cpu", help="device to sample on: cpu, cuda, mps (default: cpu)")
+    s.add_argument("--backend", choices=("torch", "numpy"), default="torch",
+                   help="engine to sample with: torch, or numpy (nanostack.grad, CPU only); either loads a "
+                        "checkpoint trained on either (default: torch)")
     return parser
 
 
@@ -90,7 +93,9 @@ def run(argv) -> int:
 
         if args.max_new_tokens < 0 or args.num_samples < 1:
             raise UserError("--max-new-tokens must be >= 0 and --num-samples >= 1", "fix the numbers")
-        model, tokenizer = load_run(args.run_dir, args.checkpoint, resolve_device(args.device))
+        if args.backend == "numpy" and args.device != "cpu":
+            raise UserError(f"the numpy backend samples on the CPU, not on {args.device}", "drop --device")
+        model, tokenizer = load_run(args.run_dir, args.checkpoint, resolve_device(args.device), args.backend)
         stream_samples(model, tokenizer, args.prompt, args.max_new_tokens, args.num_samples, args.temperature,
                        args.top_k, args.top_p, args.seed)
     return 0

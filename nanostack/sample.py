@@ -6,19 +6,23 @@ import torch
 
 from nanostack.errors import UserError
 from nanostack.io import read_json
-from nanostack.models import GPT, GPTConfig, generate
+from nanostack.models import GPTConfig, generate
+from nanostack.models.gpt_numpy import TorchFacade
 from nanostack.tokenizer import load_tokenizer
+from nanostack.train.backends import build_model
 from nanostack.train.checkpoint import find_checkpoint, load_weights
 
 
-def load_run(run_dir, which: str = "best", device: str = "cpu"):
-    """(model, tokenizer) of a run; `which` is best or latest (best falls back to latest)."""
+def load_run(run_dir, which: str = "best", device: str = "cpu", backend: str = "torch"):
+    """(model, tokenizer) of a run; `which` is best or latest (best falls back to latest).
+
+    backend "numpy" loads the weights into nanostack.grad's GPT (CPU only), whichever engine trained them."""
     run_dir = Path(run_dir)
     if not (run_dir / "config.json").is_file():
         raise UserError(f"{run_dir} is not a run folder (no config.json)", "give the --out folder of `nanostack train`")
     config = read_json(run_dir / "config.json", "run config")
     try:
-        model = GPT(GPTConfig(**config["model"]))
+        model = build_model(backend, GPTConfig(**config["model"]), seed=0, device="cpu")
     except (KeyError, TypeError) as e:
         raise UserError(f"run config {run_dir / 'config.json'} is damaged ({e})", "restore it or retrain") from None
     tokenizer = load_tokenizer(run_dir / "tokenizer.json")
@@ -29,6 +33,8 @@ def load_run(run_dir, which: str = "best", device: str = "cpu"):
     if folder is None:
         raise UserError(f"{run_dir} has no checkpoint yet", "train it for at least --ckpt-interval steps")
     load_weights(model, folder / "model.safetensors")
+    if backend == "numpy":
+        return TorchFacade(model.eval()), tokenizer
     return model.to(device).eval(), tokenizer
 
 
@@ -42,7 +48,7 @@ def stream_samples(model, tokenizer, prompt="", max_new_tokens=500, num_samples=
     if top_p is not None and not 0 < top_p <= 1:
         raise UserError(f"top_p must be in (0, 1], got {top_p}", "use e.g. --top-p 0.9")
     ids = tokenizer.encode(prompt) if prompt else _start_token(tokenizer)
-    device = model.lm_head.weight.device
+    device = model.lm_head.weight.device if isinstance(model, torch.nn.Module) else "cpu"
     idx = torch.tensor([list(ids)], dtype=torch.long, device=device)
     generator = torch.Generator(device=device).manual_seed(seed)
     for i in range(num_samples):

@@ -111,7 +111,7 @@ def test_greedy_samples_equal_the_torch_gpts():
     reference, model = twins()
     prompt = torch.tensor([[1, 2, 3]])
     expected = reference.generate(prompt, 20, temperature=0, use_cache=False)
-    assert torch.equal(GPT.generate(TorchFacade(model), prompt, 20, temperature=0), expected)
+    assert torch.equal(TorchFacade(model).generate(prompt, 20, temperature=0), expected)
 
 
 def test_load_state_dict_rejects_wrong_weights():

@@ -18,9 +18,12 @@ class Optimizer:
     def parameters(self) -> list[Tensor]:
         return [p for g in self.param_groups for p in g["params"]]
 
-    def zero_grad(self):
+    def zero_grad(self, set_to_none=True):
         for p in self.parameters():
-            p.grad = None
+            if set_to_none or p.grad is None:
+                p.grad = None
+            else:
+                p.grad[...] = 0
 
     def state_dict(self) -> dict:
         """{"step": n, "<buffer>.<i>": array} for the i-th parameter of the groups, flattened."""
@@ -94,3 +97,17 @@ class AdamW(Optimizer):
                 v += (1 - beta2) * g * g
                 denom = np.sqrt(v) / np.sqrt(1 - beta2 ** t) + eps
                 p.data -= (lr / (1 - beta1 ** t)) * m / denom
+
+
+def clip_grad_norm(params, max_norm: float) -> float:
+    """Scale the gradients so that their joint L2 norm is at most max_norm (torch's clip_grad_norm_,
+    with its 1e-6 guard); returns the norm before clipping."""
+    grads = [p.grad for p in params if p.grad is not None]
+    if not grads:
+        return 0.0
+    total = float(np.sqrt(sum(np.vdot(g, g) for g in grads)))
+    scale = max_norm / (total + 1e-6)
+    if scale < 1:
+        for g in grads:
+            g *= g.dtype.type(scale)
+    return total

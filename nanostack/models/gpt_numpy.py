@@ -11,7 +11,7 @@ import numpy as np
 from nanostack.grad import no_grad
 from nanostack.grad import functional as F
 from nanostack.grad import nn
-from nanostack.models.gpt import GPTConfig
+from nanostack.models.gpt import GPT, GPTConfig
 
 
 class CausalSelfAttention(nn.Module):
@@ -81,7 +81,8 @@ class NumpyGPT(nn.Module):
 
     def forward(self, idx, targets=None):
         """logits (B, T, vocab) and the mean cross-entropy if targets is given (-1 = ignore).
-        idx and targets are integer numpy arrays. Without targets, only the last position's logits."""
+        idx and targets are integer arrays (numpy, or torch CPU tensors). Without targets, only the last
+        position's logits."""
         idx = np.asarray(idx)
         B, T = idx.shape
         if T > self.config.block_size:
@@ -125,8 +126,12 @@ class TorchFacade:
     def parameters(self):
         return self.model.parameters()
 
+    generate = GPT.generate  # it only calls the model, through this facade
+
 
 def to_tensor_dict(model: NumpyGPT) -> dict:
-    """Weights as {name: numpy array}, each tied tensor once (under its first name)."""
-    return {name: p.data for name, p in model.named_parameters()}
+    """Weights as {name: numpy array}, the tied embedding once, under lm_head.weight, as torch's
+    safetensors.save_model stores it: files from the two engines are alike."""
+    return {name: p.data for name, p in model.named_parameters(keep_duplicates=True)
+            if name != "transformer.wte.weight"}
 

@@ -12,10 +12,11 @@ from pathlib import Path
 
 import torch
 from safetensors import SafetensorError
-from safetensors.torch import load_file, save_model
+from safetensors.torch import load_file
 
 from nanostack.errors import UserError
 from nanostack.io import existing_dir, read_json, replace_dir, write_json
+from nanostack.train.backends import load_optimizer_state, load_weights_into, optimizer_state, save_weights
 
 RUN_FILES = ("config.json", "tokenizer.json", "metrics.jsonl", "latest", "best")
 
@@ -24,9 +25,9 @@ def save_checkpoint(run_dir: Path, name: str, model, state: dict, optimizer=None
     tmp = run_dir / f"{name}.tmp"
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir()
-    save_model(model, str(tmp / "model.safetensors"))  # stores tied weights once
+    save_weights(model, tmp / "model.safetensors")
     if optimizer is not None:
-        torch.save(optimizer.state_dict(), tmp / "optimizer.pt")
+        torch.save(optimizer_state(optimizer), tmp / "optimizer.pt")
     write_json(tmp / "state.json", state)
     replace_dir(tmp, run_dir / name)
 
@@ -37,7 +38,8 @@ def find_checkpoint(run_dir: Path, name: str):
 
 
 def load_weights(model, path: Path) -> None:
-    """Load safetensors weights into model, with a clear error for every way the file can be wrong."""
+    """Load safetensors weights into model (torch or numpy GPT), with a clear error for every way the
+    file can be wrong."""
     if not path.is_file():
         raise UserError(f"checkpoint {path} is missing", "train the run first, or point at another run")
     try:
@@ -49,7 +51,7 @@ def load_weights(model, path: Path) -> None:
     for key, tensor in tensors.items():
         if key not in expected:
             raise UserError(f"checkpoint {path} has weight {key!r} this model lacks", "it is from another model")
-        if tensor.shape != expected[key].shape:
+        if tuple(tensor.shape) != tuple(expected[key].shape):
             if key in ("lm_head.weight", "transformer.wte.weight"):
                 raise UserError(
                     f"checkpoint {path} is for a vocabulary of {tensor.shape[0]} tokens, "
@@ -57,16 +59,14 @@ def load_weights(model, path: Path) -> None:
                     "use the checkpoint with the run (and tokenizer) it was trained with")
             raise UserError(f"checkpoint {path}: {key} has shape {tuple(tensor.shape)}, "
                             f"the model expects {tuple(expected[key].shape)}", "the config does not match it")
-    missing, _ = model.load_state_dict(tensors, strict=False)
-    loaded = {expected[k].data_ptr() for k in tensors}
-    missing = [k for k in missing if expected[k].data_ptr() not in loaded]  # tied weights load through their twin
+    missing = load_weights_into(model, tensors)
     if missing:
         raise UserError(f"checkpoint {path} lacks weights {missing[:3]}", "it is from another model")
 
 
 def load_optimizer(optimizer, path: Path) -> None:
     try:
-        optimizer.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
+        load_optimizer_state(optimizer, torch.load(path, map_location="cpu", weights_only=True))
     except Exception as e:  # torch raises many kinds for a damaged file
         raise UserError(f"optimizer state {path} is missing or corrupt ({type(e).__name__})",
                         "restore it, or start a new run") from None

@@ -11,6 +11,7 @@ from pathlib import Path
 from nanostack.errors import UserError
 
 PRESETS_DIR = Path(__file__).resolve().parents[2] / "configs"
+BACKENDS = ("torch", "numpy")
 
 
 def _f(default, help):
@@ -47,6 +48,8 @@ class TrainConfig:
     log_interval: int = _f(10, "append the training loss to metrics.jsonl every this many steps")
     ckpt_interval: int = _f(250, "write the latest checkpoint every this many steps")
     # system
+    backend: str = _f("torch", "torch, or numpy: the from-scratch nanostack.grad engine (CPU only, slower; "
+                               "its checkpoints load on torch and back)")
     device: str = _f("auto", "auto, cpu, cuda, cuda:N or mps (auto picks cuda, then mps, then cpu)")
     dtype: str = _f("auto", "auto, float32 or bfloat16 (auto: bfloat16 autocast on CUDA, float32 elsewhere)")
     compile: bool = _f(False, "compile the model with torch.compile (slow to start, faster per step)")
@@ -74,6 +77,15 @@ class TrainConfig:
             raise UserError(f"unknown dtype {self.dtype!r}", "use auto, float32 or bfloat16")
         if not (self.device in ("auto", "cpu", "cuda", "mps") or self.device.startswith("cuda:")):
             raise UserError(f"unknown device {self.device!r}", "use auto, cpu, cuda, cuda:N or mps")
+        if self.backend not in BACKENDS:
+            raise UserError(f"unknown backend {self.backend!r}", f"use one of: {', '.join(BACKENDS)}")
+        if self.backend == "numpy":
+            if self.device not in ("auto", "cpu"):
+                raise UserError(f"the numpy backend runs on the CPU, not on {self.device}", "use --device cpu or auto")
+            if self.dtype == "bfloat16":
+                raise UserError("the numpy backend computes in float32 only", "use --dtype float32 or auto")
+            if self.compile:
+                raise UserError("--compile is for the torch backend", "drop --compile, or use --backend torch")
         return self
 
 

@@ -1,7 +1,8 @@
 """The training loop: data -> GPT -> AdamW, with evaluation, checkpoints and exact resume.
 
-Every random draw comes from two streams, both saved in each checkpoint: the data generator
-(batch offsets) and torch's global generator (dropout). Restoring them with the weights and
+The GPT runs on torch or, with --backend numpy, on nanostack.grad (backends.py holds the
+differences). Every random draw comes from two streams, both saved in each checkpoint: the data
+generator (batch offsets) and the dropout generator (torch's global one, or numpy's). Restoring them with the weights and
 optimizer state makes a resumed run take exactly the steps an uninterrupted one would.
 """
 import json
@@ -20,11 +21,12 @@ from nanostack.cpu import keep_freed_memory
 from nanostack.data import check_split_size, get_batch, prepare_shards
 from nanostack.errors import UserError
 from nanostack.io import read_json, write_json
-from nanostack.models import GPT, GPTConfig
+from nanostack.models import GPTConfig
+from nanostack.train.backends import build_model, build_optimizer, clip_grad_norm, dropout_rng_state, no_grad, \
+    set_dropout_rng_state
 from nanostack.train.checkpoint import (clear_run, find_checkpoint, load_optimizer, load_weights, read_state,
                                         rng_from_json, rng_to_json, save_checkpoint)
 from nanostack.train.config import TrainConfig, config_from_dict, make_config
-from nanostack.train.optim import make_optimizer
 from nanostack.train.schedule import get_lr
 
 
@@ -70,8 +72,12 @@ def open_run_dir(out: Path, cfg_overrides: dict, preset, resume: bool, force: bo
     if resume:
         if not is_run:
             raise UserError(f"there is no run to resume at {out}", "drop --resume to start a new run there")
-        saved = read_json(out / "config.json", "run config")
-        return make_config(preset, cfg_overrides, base=config_from_dict(saved.get("train", {}), str(out / "config.json")))
+        saved = config_from_dict(read_json(out / "config.json", "run config").get("train", {}), str(out / "config.json"))
+        cfg = make_config(preset, cfg_overrides, base=saved)
+        if cfg.backend != saved.backend:
+            raise UserError(f"{out} was trained with the {saved.backend} backend, not {cfg.backend}",
+                            f"resume with --backend {saved.backend}, or start a new run (its weights load on either)")
+        return cfg
     cfg = make_config(preset, cfg_overrides)
     if out.exists() and not out.is_dir():
         raise UserError(f"--out {out} is a file", "give a folder for the run")
@@ -94,7 +100,7 @@ def estimate_loss(model, shards, cfg, device, autocast) -> dict:
         losses = torch.zeros(cfg.eval_iters)
         for i in range(cfg.eval_iters):
             x, y = get_batch(tokens, cfg.batch_size, cfg.block_size, generator, device)
-            with autocast:
+            with autocast, no_grad(model):
                 _, loss = model(x, y)
             losses[i] = loss.item()
         out[split] = losses.mean().item()
@@ -112,7 +118,7 @@ def train(out, cfg_overrides=None, preset=None, resume=False, force=False, log=t
     shards = prepare_shards(cfg.data, cfg.tokenizer, log=log)
     for split, tokens in (("train", shards.train), ("val", shards.val)):
         check_split_size(tokens, cfg.block_size, split, cfg.data)
-    device = resolve_device(cfg.device)
+    device = "cpu" if cfg.backend == "numpy" else resolve_device(cfg.device)
     device_type = device.split(":")[0]
     autocast = autocast_for(device, cfg.dtype)
     if device_type == "cuda":
@@ -121,9 +127,8 @@ def train(out, cfg_overrides=None, preset=None, resume=False, force=False, log=t
 
     if device_type == "cpu":
         keep_freed_memory()
-    torch.manual_seed(cfg.seed)
-    model = GPT(model_config(cfg, shards.tokenizer.vocab_size)).to(device)
-    optimizer = make_optimizer(model, cfg.learning_rate, cfg.weight_decay, (cfg.beta1, cfg.beta2), device_type)
+    model = build_model(cfg.backend, model_config(cfg, shards.tokenizer.vocab_size), cfg.seed, device)
+    optimizer = build_optimizer(model, cfg.learning_rate, cfg.weight_decay, (cfg.beta1, cfg.beta2), device_type)
     data_generator = torch.Generator().manual_seed(cfg.seed)
     step, best_val = 0, math.inf
 
@@ -140,6 +145,7 @@ def train(out, cfg_overrides=None, preset=None, resume=False, force=False, log=t
         step, best_val = state["step"], state["best_val_loss"]
         data_generator.set_state(rng_from_json(state["rng"]["data"]))
         torch.set_rng_state(rng_from_json(state["rng"]["torch"]))
+        set_dropout_rng_state(model, state["rng"].get("numpy"))
         if device_type == "cuda" and "cuda" in state["rng"]:
             torch.cuda.set_rng_state(rng_from_json(state["rng"]["cuda"]))
         truncate_metrics(out / "metrics.jsonl", step)
@@ -155,13 +161,16 @@ def train(out, cfg_overrides=None, preset=None, resume=False, force=False, log=t
                                      "data_hash": shards.data_hash, "data_shards": str(shards.path)})
 
     n_params = model.num_params()
-    log(f"model: {n_params / 1e6:.2f}M parameters, vocab {model.config.vocab_size}, device {device}")
+    log(f"model: {n_params / 1e6:.2f}M parameters, vocab {model.config.vocab_size}, device {device}, "
+        f"backend {cfg.backend}")
     train_model = torch.compile(model) if cfg.compile else model
 
     def checkpoint_state():
         rng = {"data": rng_to_json(data_generator.get_state()), "torch": rng_to_json(torch.get_rng_state())}
         if device_type == "cuda":
             rng["cuda"] = rng_to_json(torch.cuda.get_rng_state())
+        if dropout_rng_state(model) is not None:
+            rng["numpy"] = dropout_rng_state(model)
         return {"step": step, "best_val_loss": best_val, "rng": rng}
 
     if step >= cfg.max_iters:
@@ -188,8 +197,7 @@ def train(out, cfg_overrides=None, preset=None, resume=False, force=False, log=t
                     (loss / cfg.gradient_accumulation_steps).backward()
                     loss_sum += loss.item()
                 loss_value = loss_sum / cfg.gradient_accumulation_steps
-                grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip).item() \
-                    if cfg.grad_clip > 0 else 0.0
+                grad_norm = clip_grad_norm(model, cfg.grad_clip) if cfg.grad_clip > 0 else 0.0
                 if not (math.isfinite(loss_value) and math.isfinite(grad_norm)):
                     done = find_checkpoint(out, "latest")
                     kept = f"the last good checkpoint (step {read_state(done)['step']}) is kept in {done}" \

@@ -1,0 +1,127 @@
+"""Benchmark: one training step (forward, backward, AdamW) on the numpy engine against torch.
+
+    python bench/grad_step.py [--steps 30] [--rounds 3]
+
+Two models, each built on both engines with the same weights and fed the same batches:
+- the cpu_small GPT (4 layers, 4 heads, 128 wide, block 64, batch 12, vocab 65), through the
+  trainer's own model and optimizer builders (backends.py);
+- makemore's names MLP at its default sizes (context 16 characters, 64-wide embeddings, hidden 64,
+  vocab 27, batch 32, predicting every position), written below for both engines.
+The engines alternate, `--rounds` times, so both see the same machine noise. Prints one JSON line
+per model and round: median ms per step for each engine and their ratio (numpy / torch).
+"""
+import argparse
+import json
+import statistics
+import time
+
+import numpy as np
+import torch
+
+from nanostack.cpu import keep_freed_memory
+from nanostack.grad import functional as F
+from nanostack.grad import nn, optim
+from nanostack.models import GPTConfig
+from nanostack.train.backends import build_model, build_optimizer
+
+NAMES = dict(vocab=27, context=16, n_embd=64, hidden=64, batch=32)
+
+
+class TorchNamesMLP(torch.nn.Module):
+    """Bengio et al. 2003 over a 16-character context, predicting the next character at every position."""
+
+    def __init__(self, vocab, context, n_embd, hidden, **_):
+        super().__init__()
+        self.wte = torch.nn.Embedding(vocab + 1, n_embd)  # one extra token pads the context's start
+        self.hidden = torch.nn.Linear(context * n_embd, hidden)
+        self.out = torch.nn.Linear(hidden, vocab)
+        self.context = context
+
+    def forward(self, idx, targets):
+        emb = self.wte(contexts(idx, self.context, self.wte.num_embeddings - 1))
+        logits = self.out(torch.tanh(self.hidden(emb.flatten(2))))
+        return torch.nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), targets.reshape(-1))
+
+
+class NumpyNamesMLP(nn.Module):
+    def __init__(self, vocab, context, n_embd, hidden, **_):
+        self.wte = nn.Embedding(vocab + 1, n_embd)
+        self.hidden = nn.Linear(context * n_embd, hidden)
+        self.out = nn.Linear(hidden, vocab)
+        self.context, self.pad = context, vocab
+
+    def forward(self, idx, targets):
+        emb = self.wte(contexts(torch.from_numpy(idx), self.context, self.pad).numpy())
+        B, T = idx.shape
+        logits = self.out(self.hidden(emb.reshape(B, T, -1)).tanh())
+        return F.cross_entropy(logits, targets)
+
+
+def contexts(idx, context, pad):
+    """(B, T, context): for each position, the `context` tokens up to and including it, padded on the left."""
+    padded = torch.nn.functional.pad(idx, (context - 1, 0), value=pad)
+    return padded.unfold(1, context, 1)
+
+
+def time_steps(step, steps) -> float:
+    for _ in range(3):  # warm up caches and allocator
+        step()
+    times = []
+    for _ in range(steps):
+        t0 = time.perf_counter()
+        step()
+        times.append(time.perf_counter() - t0)
+    return 1000 * statistics.median(times)
+
+
+def gpt_steps():
+    config = GPTConfig(vocab_size=65, block_size=64, n_layer=4, n_head=4, n_embd=128)
+    models = {backend: build_model(backend, config, seed=0) for backend in ("torch", "numpy")}
+    models["numpy"].load_state_dict({k: v.detach().numpy() for k, v in models["torch"].state_dict().items()})
+    g = torch.Generator().manual_seed(0)
+    x, y = (torch.randint(65, (12, 64), generator=g) for _ in range(2))
+    return {backend: make_step(model, build_optimizer(model, 1e-3, 0.1, (0.9, 0.99), "cpu"), x, y)
+            for backend, model in models.items()}
+
+
+def names_steps():
+    torch.manual_seed(0)
+    reference = TorchNamesMLP(**NAMES)
+    model = NumpyNamesMLP(**NAMES)
+    model.load_state_dict({k: v.detach().numpy() for k, v in reference.state_dict().items()})
+    g = torch.Generator().manual_seed(0)
+    x = torch.randint(NAMES["vocab"], (NAMES["batch"], NAMES["context"]), generator=g)
+    y = torch.randint(NAMES["vocab"], (NAMES["batch"], NAMES["context"]), generator=g)
+    same = np.isclose(model(x.numpy(), y.numpy()).item(), reference(x, y).item(), rtol=1e-5)
+    assert same, "the two names MLPs disagree: the benchmark would compare different work"
+    return {"torch": make_step(reference, torch.optim.AdamW(reference.parameters(), lr=1e-3, fused=True), x, y),
+            "numpy": make_step(model, optim.AdamW(model.parameters(), lr=1e-3), x.numpy(), y.numpy())}
+
+
+def make_step(model, optimizer, x, y):
+    def step():
+        out = model(x, y)
+        loss = out[1] if isinstance(out, tuple) else out
+        loss.backward()
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+    return step
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--steps", type=int, default=30, help="timed steps per engine per round")
+    parser.add_argument("--rounds", type=int, default=3)
+    args = parser.parse_args()
+    keep_freed_memory()  # as the trainer does on a CPU
+    for name, make in (("gpt_cpu_small", gpt_steps), ("names_mlp", names_steps)):
+        steps = make()
+        for r in range(args.rounds):
+            ms = {backend: time_steps(step, args.steps) for backend, step in steps.items()}
+            print(json.dumps({"model": name, "round": r, "torch_ms": round(ms["torch"], 2),
+                              "numpy_ms": round(ms["numpy"], 2), "ratio": round(ms["numpy"] / ms["torch"], 2),
+                              "threads": torch.get_num_threads()}), flush=True)
+
+
+if __name__ == "__main__":
+    main()
