@@ -164,6 +164,13 @@ def test_embedding_lookup_with_a_tensor_index_scatter_adds():
     check(lambda t: t[Tensor(ids)], table, torch_fn=lambda t: t[torch.from_numpy(ids)])
 
 
+@pytest.mark.parametrize("ids", [np.array([3, -1, 0, 3, 3]), np.array([[2], [2]]), np.array([], dtype=np.int64)])
+def test_integer_array_picks_from_a_vector_and_a_table(ids):
+    rng = np.random.default_rng(8)
+    for table in (rng.standard_normal(5), rng.standard_normal((5, 2, 3))):
+        check(lambda t: t[ids] * 2, table, torch_fn=lambda t: t[torch.from_numpy(ids)] * 2)
+
+
 def test_concatenate_stack_split():
     rng = np.random.default_rng(5)
     a, b = rng.standard_normal((2, 3)), rng.standard_normal((4, 3))

@@ -198,6 +198,8 @@ class Tensor:
         shape, dtype = self.shape, self.data.dtype
 
         def backward(g):
+            if isinstance(index, np.ndarray) and index.dtype.kind in "iu":  # rows of a table: an embedding
+                return (_scatter_add_rows(shape, index, g),)
             grad = np.zeros(shape, dtype=dtype)
             if _is_basic(index):
                 grad[index] = g  # slices and integers never select an element twice
@@ -305,6 +307,20 @@ def _matmul_backward(a, b):
             gb = a2.swapaxes(-1, -2) @ g2
         return (ga[..., 0, :] if a.ndim == 1 else ga), (gb[..., 0] if b.ndim == 1 else gb)
     return backward
+
+
+def _scatter_add_rows(shape, index, g):
+    """np.add.at(zeros(shape), index, g) for an integer array picking rows, by sorting the picks and
+    summing each row's run at once: ~10x faster than np.add.at on an embedding's gradient."""
+    picks = index.reshape(-1) % shape[0]  # negative indices count from the end
+    rows = g.reshape(picks.size, int(np.prod(shape[1:])))
+    order = np.argsort(picks, kind="stable")
+    picks = picks[order]
+    starts = np.flatnonzero(np.concatenate(([True], picks[1:] != picks[:-1])))
+    grad = np.zeros((shape[0], rows.shape[1]), dtype=g.dtype)
+    if picks.size:
+        grad[picks[starts]] = np.add.reduceat(rows[order], starts, axis=0)
+    return grad.reshape(shape)
 
 
 def _plain_index(index):
