@@ -23,6 +23,8 @@ test: $(BIN)/nanostack
 bench: $(BIN)/nanostack
 	$(TEST_DATA) $(BIN)/python bench/train_cpu_small.py
 	$(TEST_DATA) $(BIN)/python bench/sample_speed.py
+	$(BIN)/python bench/moons.py
+	$(BIN)/python bench/grad_step.py
 
 clean:
 	rm -rf $(VENV) runs *.egg-info

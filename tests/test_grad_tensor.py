@@ -289,3 +289,12 @@ def test_a_tensor_used_twice_accumulates_and_leaf_grads_accumulate_across_calls(
 def test_only_floating_tensors_require_grad():
     with pytest.raises(TypeError, match="floating-point"):
         Tensor(np.arange(3), requires_grad=True)
+
+
+def test_a_100000_op_chain_backpropagates():
+    x = Tensor(np.array(1.0), requires_grad=True)
+    y = x
+    for _ in range(100_000):
+        y = y * 1.0
+    y.backward()
+    assert x.grad == 1.0

@@ -1,0 +1,262 @@
+"""BPETokenizer: byte-level byte-pair encoding, as GPT-2 and GPT-4 tokenize.
+
+Every text is UTF-8 bytes, so nothing is ever out of vocabulary. The 256 single bytes are the
+first tokens; each merge (left id, right id) adds token 256 + i, whose bytes are its two parts'.
+Encoding cuts the text into chunks with the split pattern, then in each chunk repeatedly applies
+the earliest-learned merge present until none applies (the order training learned them in).
+Chunks repeat (" the", " and"), so their ids are cached: encoding a large text is mostly regex
+splitting and dictionary look-ups.
+
+Special tokens (e.g. <|endoftext|>) are registered by name and take ids after the merges. Their
+text is refused by default; allowed_special="all" or a set encodes it as the special id, and
+"none" encodes it as ordinary text, as tiktoken does.
+"""
+import json
+import os
+from multiprocessing import get_context
+
+import regex
+
+from nanostack.errors import UserError
+from nanostack.io import read_json, write_atomic
+from nanostack.tokenizer.bpe_train import count_chunks, train_merges
+from nanostack.tokenizer.patterns import compile_pattern, resolve_pattern, split_text
+
+FORMAT_VERSION = 1
+SPECIAL_MODES = ("none_raise", "none", "all")
+
+
+class BPETokenizer:
+    kind = "bpe"
+
+    def __init__(self, merges, pattern="", special_tokens=None, byte_ids=None):
+        """merges: [(left id, right id)], merge i making token 256 + i. byte_ids[b] is the id of the
+        single byte b (identity, except in files such as GPT-2's where the byte tokens are permuted)."""
+        self.merges = [tuple(m) for m in merges]
+        self.pattern = pattern
+        self.byte_ids = list(range(256)) if byte_ids is None else list(byte_ids)
+        self.special_tokens = dict(special_tokens or {})
+        self.ranks = {pair: 256 + i for i, pair in enumerate(self.merges)}  # pair -> the token it makes
+        self.vocab = [b""] * 256
+        for b, i in enumerate(self.byte_ids):
+            self.vocab[i] = bytes([b])
+        for a, b in self.merges:
+            self.vocab.append(self.vocab[a] + self.vocab[b])
+        for name, i in self.special_tokens.items():
+            if i < len(self.vocab):
+                raise UserError(f"special token {name!r} has id {i}, which a merge already uses",
+                                f"give special tokens ids from {len(self.vocab)} up")
+        self._compiled = compile_pattern(pattern)
+        self._special_re = regex.compile("|".join(regex.escape(s) for s in sorted(self.special_tokens, key=len,
+                                                                                     reverse=True)))
+        self._id_to_special = {i: s.encode("utf-8") for s, i in self.special_tokens.items()}
+        self._cache = {}
+
+    # ---- construction ----------------------------------------------------------------------
+    @classmethod
+    def train(cls, text_or_iterable, vocab_size: int, pattern="gpt4", special_tokens=None, progress=None):
+        """Learn vocab_size - 256 - len(special_tokens) merges from a text or an iterable of texts.
+        Special tokens are given as names (ids follow the merges) or as {name: id}."""
+        names = list(special_tokens or [])
+        num_merges = vocab_size - 256 - len(names)
+        if num_merges < 0:
+            raise UserError(f"vocab_size {vocab_size} is too small: the 256 byte tokens and {len(names)} special "
+                            f"token(s) need {256 + len(names)}", f"use a vocab_size of at least {256 + len(names)}")
+        pattern = resolve_pattern(pattern)
+        texts = [text_or_iterable] if isinstance(text_or_iterable, str) else text_or_iterable
+        merges = train_merges(count_chunks(texts, pattern), num_merges, progress)
+        if isinstance(special_tokens, dict):
+            specials = dict(special_tokens)
+        else:
+            specials = {name: 256 + len(merges) + i for i, name in enumerate(names)}
+        return cls(merges, pattern, specials)
+
+    @classmethod
+    def from_tiktoken(cls, path, pattern="gpt2", special_tokens=None):
+        from nanostack.tokenizer.tiktoken_files import load_tiktoken_ranks  # noqa: PLC0415 (keeps the base light)
+
+        merges, byte_ids = load_tiktoken_ranks(path)
+        specials = {"<|endoftext|>": 50256} if special_tokens is None else special_tokens
+        return cls(merges, resolve_pattern(pattern), specials, byte_ids)
+
+    @property
+    def vocab_size(self) -> int:
+        return len(self.vocab) + len(self.special_tokens)
+
+    # ---- encoding ---------------------------------------------------------------------------
+    def encode(self, text: str, allowed_special="none_raise") -> list:
+        """Token ids of text. allowed_special: "none_raise" (refuse special-token text), "none"
+        (treat it as ordinary text), "all", or a set of the special tokens to recognise."""
+        allowed = self._allowed(allowed_special)
+        if allowed is None or not self.special_tokens:
+            return self.encode_ordinary(text)
+        ids, start = [], 0
+        for match in self._special_re.finditer(text):
+            name = match.group()
+            if name not in allowed:
+                raise UserError(f"text contains the special token {name!r}, which is not allowed here",
+                                f"pass allowed_special={{{name!r}}} or 'all' to encode it as one token, "
+                                "or 'none' to encode it as plain text")
+            ids.extend(self.encode_ordinary(text[start:match.start()]))
+            ids.append(self.special_tokens[name])
+            start = match.end()
+        ids.extend(self.encode_ordinary(text[start:]))
+        return ids
+
+    def _allowed(self, allowed_special):
+        """The set of special tokens to encode as such (all are checked), or None: no special handling."""
+        if allowed_special == "none":
+            return None
+        if allowed_special == "all":
+            return set(self.special_tokens)
+        if allowed_special == "none_raise":
+            return set()
+        if isinstance(allowed_special, (set, frozenset, list, tuple)):
+            unknown = set(allowed_special) - set(self.special_tokens)
+            if unknown:
+                raise UserError(f"unknown special token(s) {sorted(unknown)}",
+                                f"this tokenizer has {sorted(self.special_tokens) or 'none'}")
+            return set(allowed_special)
+        raise UserError(f"allowed_special must be one of {SPECIAL_MODES} or a set, not {allowed_special!r}",
+                        "use 'none_raise' (default), 'none', 'all' or a set of special tokens")
+
+    def encode_ordinary(self, text: str) -> list:
+        """Token ids of text, special-token text included as plain text."""
+        ids = []
+        cache = self._cache
+        for chunk in split_text(self._compiled, text):
+            chunk_ids = cache.get(chunk)
+            if chunk_ids is None:
+                chunk_ids = self._encode_chunk(chunk.encode("utf-8"))
+                if len(cache) < 1_000_000:  # bounded: a stream of distinct chunks must not eat the memory
+                    cache[chunk] = chunk_ids
+            ids.extend(chunk_ids)
+        return ids
+
+    def _encode_chunk(self, data: bytes) -> tuple:
+        byte_ids = self.byte_ids
+        ids = [byte_ids[b] for b in data]
+        ranks = self.ranks
+        while len(ids) >= 2:
+            # the pair learned earliest; pairs that are no merge rank as infinity
+            best = min(zip(ids, ids[1:]), key=lambda p: ranks.get(p, 1 << 62))
+            new_id = ranks.get(best)
+            if new_id is None:
+                break
+            ids = _replace_pair(ids, best, new_id)
+        return tuple(ids)
+
+    def encode_batch(self, texts, allowed_special="none_raise", workers=None) -> list:
+        """encode() of each text, over `workers` processes (default: every core) when it pays."""
+        texts = list(texts)
+        workers = workers or os.cpu_count() or 1
+        if workers == 1 or len(texts) < 2 or sum(map(len, texts)) < 1_000_000:
+            return [self.encode(t, allowed_special) for t in texts]
+        with get_context("fork" if "fork" in _start_methods() else "spawn").Pool(
+                workers, initializer=_set_worker_tokenizer, initargs=(self,)) as pool:
+            chunksize = max(1, len(texts) // (workers * 4))
+            return pool.starmap(_encode_in_worker, [(t, allowed_special) for t in texts], chunksize=chunksize)
+
+    # ---- decoding ---------------------------------------------------------------------------
+    def decode_bytes(self, ids) -> bytes:
+        vocab, specials, n = self.vocab, self._id_to_special, len(self.vocab)
+        try:
+            return b"".join(vocab[i] if 0 <= i < n else specials[i] for i in map(int, ids))
+        except KeyError as e:
+            raise UserError(f"token id {e.args[0]} is not in this tokenizer's vocabulary of {self.vocab_size}",
+                            "decode ids made by the same tokenizer") from None
+
+    def decode(self, ids, errors="replace") -> str:
+        """Text of ids; byte sequences that are not UTF-8 become U+FFFD (errors="strict" raises)."""
+        return self.decode_bytes(ids).decode("utf-8", errors=errors)
+
+    # ---- files --------------------------------------------------------------------------------
+    def to_dict(self) -> dict:
+        d = {"kind": self.kind, "version": FORMAT_VERSION, "pattern": self.pattern,
+             "special_tokens": self.special_tokens}
+        if self.byte_ids != list(range(256)):
+            d["byte_ids"] = self.byte_ids
+        d["merges"] = [list(m) for m in self.merges]
+        return d
+
+    def save(self, path) -> None:
+        """One JSON file; each merge on its own line, with the text of the token it makes."""
+        d = self.to_dict()
+        merges = d.pop("merges")
+        head = json.dumps(d, indent=1, ensure_ascii=False)[:-2]
+        lines = [f"  [{a}, {b}]" for a, b in merges]
+        tokens = [json.dumps(self.vocab[256 + i].decode("utf-8", errors="replace"), ensure_ascii=False)
+                  for i in range(len(merges))]
+        body = ",\n".join(f"{line}" for line in lines)
+        comment = ",\n".join(f"  {t}" for t in tokens)
+        write_atomic(path, f'{head},\n "merges": [\n{body}\n ],\n "merged_tokens (for reading only)": [\n'
+                           f"{comment}\n ]\n}}\n")
+
+    @classmethod
+    def from_dict(cls, d: dict, source="tokenizer file") -> "BPETokenizer":
+        if d.get("kind") != cls.kind:
+            raise UserError(f"{source} is not a BPE tokenizer (kind {d.get('kind')!r})", "point at a BPE tokenizer file")
+        if d.get("version") != FORMAT_VERSION:
+            raise UserError(f"{source} has format version {d.get('version')!r}; this nanostack reads {FORMAT_VERSION}",
+                            "re-train or re-save the tokenizer with this version")
+        try:
+            merges = [(int(a), int(b)) for a, b in d["merges"]]
+            specials = {str(k): int(v) for k, v in d.get("special_tokens", {}).items()}
+            byte_ids = d.get("byte_ids")
+            pattern = d.get("pattern", "")
+            if not isinstance(pattern, str):
+                raise TypeError("pattern is not a string")
+        except (KeyError, TypeError, ValueError) as e:
+            raise UserError(f"{source} is malformed ({type(e).__name__}: {e})", "restore it or train it again") from None
+        _check_merges(merges, byte_ids, source)
+        return cls(merges, resolve_pattern(pattern) if pattern else "", specials, byte_ids)
+
+    @classmethod
+    def load(cls, path) -> "BPETokenizer":
+        return cls.from_dict(read_json(path, "tokenizer file"), f"tokenizer file {path}")
+
+    def to_tiktoken(self, name="nanostack"):
+        """A tiktoken.Encoding with the same ids: tiktoken's compiled encoder as a fast path."""
+        from nanostack.tokenizer.tiktoken_files import to_tiktoken_encoding  # noqa: PLC0415
+
+        return to_tiktoken_encoding(self, name)
+
+
+def _check_merges(merges, byte_ids, source):
+    if byte_ids is not None and sorted(byte_ids) != list(range(256)):
+        raise UserError(f"{source}: byte_ids is not a permutation of 0..255", "restore the file or train it again")
+    for i, (a, b) in enumerate(merges):
+        if not (0 <= a < 256 + i and 0 <= b < 256 + i):
+            raise UserError(f"{source}: merge {i} ({a}, {b}) uses a token that does not exist yet",
+                            "restore the file or train it again")
+
+
+def _replace_pair(ids, pair, new_id) -> list:
+    a, b = pair
+    out, i, n = [], 0, len(ids)
+    while i < n:
+        if i + 1 < n and ids[i] == a and ids[i + 1] == b:
+            out.append(new_id)
+            i += 2
+        else:
+            out.append(ids[i])
+            i += 1
+    return out
+
+
+def _start_methods():
+    import multiprocessing  # noqa: PLC0415
+
+    return multiprocessing.get_all_start_methods()
+
+
+_worker_tokenizer = None
+
+
+def _set_worker_tokenizer(tokenizer):
+    global _worker_tokenizer
+    _worker_tokenizer = tokenizer
+
+
+def _encode_in_worker(text, allowed_special):
+    return _worker_tokenizer.encode(text, allowed_special)
