@@ -1,9 +1,11 @@
-"""Tokenizers: text <-> token ids. `char` is the character-level one; a run stores its tokenizer as JSON."""
-from nanostack.io import read_json
-from nanostack.tokenizer.char import CharTokenizer
+"""Tokenizers: text <-> token ids. `char` is character-level, `bpe` byte-level BPE (bpe.py);
+a run stores its tokenizer as JSON."""
 from nanostack.errors import UserError
+from nanostack.io import read_json
+from nanostack.tokenizer.bpe import BPETokenizer
+from nanostack.tokenizer.char import CharTokenizer
 
-TOKENIZERS = {"char": CharTokenizer}
+TOKENIZERS = {"char": CharTokenizer, "bpe": BPETokenizer}
 
 
 def load_tokenizer(path):
@@ -21,4 +23,4 @@ def tokenizer_from_text(spec: str, text: str):
     return TOKENIZERS[spec].from_text(text)
 
 
-__all__ = ["CharTokenizer", "load_tokenizer", "tokenizer_from_text"]
+__all__ = ["BPETokenizer", "CharTokenizer", "load_tokenizer", "tokenizer_from_text"]

@@ -23,6 +23,7 @@ from nanostack.tokenizer.bpe_train import count_chunks, train_merges
 from nanostack.tokenizer.patterns import compile_pattern, resolve_pattern, split_text
 
 FORMAT_VERSION = 1
+PARALLEL_MIN_CHARS = 1_000_000  # below this much text, starting worker processes costs more than it saves
 SPECIAL_MODES = ("none_raise", "none", "all")
 
 
@@ -150,7 +151,7 @@ class BPETokenizer:
         """encode() of each text, over `workers` processes (default: every core) when it pays."""
         texts = list(texts)
         workers = workers or os.cpu_count() or 1
-        if workers == 1 or len(texts) < 2 or sum(map(len, texts)) < 1_000_000:
+        if workers == 1 or len(texts) < 2 or sum(map(len, texts)) < PARALLEL_MIN_CHARS:
             return [self.encode(t, allowed_special) for t in texts]
         with get_context("fork" if "fork" in _start_methods() else "spawn").Pool(
                 workers, initializer=_set_worker_tokenizer, initargs=(self,)) as pool:
