@@ -27,7 +27,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data", default="pystdlib",
                    help=f"a text file, a folder of text files, or a built-in corpus: {', '.join(BUILTINS)} "
                         "(default: pystdlib)")
-    p.add_argument("--tokenizer", default="char", help="tokenizer to prepare the shards with (default: char)")
+    p.add_argument("--tokenizer", default="char",
+                   help="tokenizer to prepare the shards with: char, bpe:VOCAB_SIZE, gpt2 or a tokenizer .json "
+                        "file (default: char)")
 
     t = sub.add_parser("train", help="train a GPT on a corpus",
                        description="Train a GPT. Settings come from the defaults, then --config, then the flags "
@@ -63,7 +65,63 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--backend", choices=("torch", "numpy"), default="torch",
                    help="engine to sample with: torch, or numpy (nanostack.grad, CPU only); either loads a "
                         "checkpoint trained on either (default: torch)")
+    add_tokenizer_commands(sub)
     return parser
+
+
+def add_tokenizer_commands(sub) -> None:
+    k = sub.add_parser("tokenizer", help="train, inspect and use BPE tokenizers",
+                       description="Train a byte-level BPE tokenizer, encode and decode with one, measure it on a "
+                                   "corpus, or show where it cuts a text. TOKENIZER is gpt2, a tokenizer .json file, "
+                                   "or a run folder.")
+    ks = k.add_subparsers(dest="action", required=True, parser_class=Parser, metavar="ACTION")
+    tr = ks.add_parser("train", help="train a BPE tokenizer on a corpus's training split",
+                       description="Train byte-level BPE on the training split of a corpus and save it as JSON.")
+    tr.add_argument("--data", default="pystdlib", help="a built-in corpus, a text file or a folder (default: pystdlib)")
+    tr.add_argument("--vocab-size", type=int, default=4096, help="tokens in all: 256 bytes + merges + specials "
+                                                                 "(default: 4096)")
+    tr.add_argument("--pattern", default="gpt4", help="split pattern: gpt4, gpt2, none, or a regex (default: gpt4)")
+    tr.add_argument("--special", action="append", default=[], metavar="TOKEN",
+                    help="a special token to register, e.g. '<|endoftext|>' (repeatable)")
+    tr.add_argument("--out", required=True, help="the .json file to write")
+    tr.add_argument("--force", action="store_true", help="replace --out if it exists")
+    for name, helptext in (("encode", "print the token ids of a text"), ("show", "colour a text token by token"),
+                           ("stats", "compression and token usage on a text or corpus")):
+        c = ks.add_parser(name, help=helptext, description=helptext[0].upper() + helptext[1:] + ".")
+        c.add_argument("text", nargs="?", help="the text (or use --file)")
+        c.add_argument("--file", help="read the text from this file (- for standard input)")
+        c.add_argument("--tokenizer", default="gpt2", help="gpt2, a tokenizer .json file or a run folder "
+                                                           "(default: gpt2)")
+    ks.choices["encode"].add_argument("--allowed-special", default="none_raise", choices=("none_raise", "none", "all"),
+                                      help="special-token text: refuse it, encode it as text, or as special tokens")
+    ks.choices["show"].add_argument("--html", metavar="PATH", help="also write the coloured text as a web page")
+    ks.choices["stats"].add_argument("--data", help="measure on this corpus instead (a built-in name, file or folder)")
+    ks.choices["stats"].add_argument("--top", type=int, default=20, help="how many frequent tokens to list")
+    d = ks.add_parser("decode", help="print the text of token ids", description="Print the text of token ids.")
+    d.add_argument("ids", nargs="+", help="token ids")
+    d.add_argument("--tokenizer", default="gpt2", help="gpt2, a tokenizer .json file or a run folder (default: gpt2)")
+
+
+def run_tokenizer(args) -> None:
+    from nanostack.tokenizer import commands
+
+    if args.action == "train":
+        commands.train(args.data, args.vocab_size, args.out, args.pattern, args.special, args.force)
+    elif args.action == "decode":
+        print(commands.decode(args.tokenizer, args.ids))
+    elif args.action == "stats" and args.data:
+        from nanostack.data import load_corpus
+
+        text = "".join(text for _, text in load_corpus(args.data).documents)
+        print(commands.stats(args.tokenizer, text, args.top))
+    else:
+        text = commands.read_input(args.text, args.file)
+        if args.action == "encode":
+            print(commands.encode(args.tokenizer, text, args.allowed_special))
+        elif args.action == "stats":
+            print(commands.stats(args.tokenizer, text, args.top))
+        else:
+            sys.stdout.write(commands.show(args.tokenizer, text, args.html))
 
 
 def run(argv) -> int:
@@ -87,6 +145,8 @@ def run(argv) -> int:
         val = f"; val loss {summary['val_loss']:.4f}" if summary["val_loss"] is not None else ""
         print(f"run at step {summary['step']}{val}; run folder {summary['run_dir']}")
         print(f"sample it with: nanostack sample {summary['run_dir']}")
+    elif args.command == "tokenizer":
+        run_tokenizer(args)
     elif args.command == "sample":
         from nanostack.sample import load_run, stream_samples
         from nanostack.train.trainer import resolve_device

@@ -1,4 +1,5 @@
 """Sampling from a trained run: load its tokenizer and weights, stream generated text."""
+import codecs
 import sys
 from pathlib import Path
 
@@ -55,11 +56,22 @@ def stream_samples(model, tokenizer, prompt="", max_new_tokens=500, num_samples=
         if i:
             out.write(separator)
         out.write(prompt)
+        text_of = _stream_decoder(tokenizer)
         for token in generate(model, idx, max_new_tokens, temperature, top_k, top_p, generator):
-            out.write(tokenizer.decode(token[0].tolist()))
+            out.write(text_of(token[0].tolist()))
             out.flush()
+        out.write(text_of([], final=True))
     out.write("\n")
     out.flush()
+
+
+def _stream_decoder(tokenizer):
+    """text_of(ids) -> the text they complete. A byte-level token can end inside a character (an
+    emoji spans several tokens), so bytes wait until their character is whole."""
+    if not hasattr(tokenizer, "decode_bytes"):
+        return lambda ids, final=False: tokenizer.decode(ids)
+    utf8 = codecs.getincrementaldecoder("utf-8")(errors="replace")
+    return lambda ids, final=False: utf8.decode(tokenizer.decode_bytes(ids), final=final)
 
 
 def _start_token(tokenizer):

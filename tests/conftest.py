@@ -47,3 +47,12 @@ def nanostack_cmd(*args) -> list:
 
 def run_nanostack(*args, timeout=120) -> subprocess.CompletedProcess:
     return subprocess.run(nanostack_cmd(*args), capture_output=True, text=True, timeout=timeout)
+
+
+def run_cli(capsys, *args):
+    """Run the CLI in this process; return (exit code, stdout, stderr)."""
+    from nanostack.cli import main
+
+    code = main([str(a) for a in args])
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err

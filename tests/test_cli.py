@@ -3,15 +3,9 @@ import shutil
 import pytest
 
 from conftest import TINY, flags, run_nanostack
+from conftest import run_cli as cli
 from nanostack.cli import main
 from nanostack.train.config import FIELDS
-
-
-def cli(capsys, *args):
-    """Run the CLI in this process; return (exit code, stdout, stderr)."""
-    code = main([str(a) for a in args])
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
 
 
 @pytest.fixture

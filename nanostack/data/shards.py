@@ -14,7 +14,7 @@ import numpy as np
 from nanostack.data.sources import Corpus, cache_dir, load_corpus
 from nanostack.errors import UserError
 from nanostack.io import existing_dir, read_json, replace_dir, write_json
-from nanostack.tokenizer import load_tokenizer, tokenizer_from_text
+from nanostack.tokenizer import build_tokenizer, load_tokenizer, parse_spec, spec_cache_key
 
 VAL_FRACTION = 0.1
 SHARD_FORMAT = 1  # bump when the split rule or the file layout changes
@@ -65,28 +65,33 @@ def _join(documents) -> str:
 
 def prepare_shards(data: str, tokenizer: str = "char", log=print) -> Shards:
     """Read `data`, split it, tokenize it, and cache the shards; reuse the cache when it holds them."""
+    parse_spec(tokenizer)  # a bad tokenizer spec fails before any data is read
     corpus = load_corpus(data)
     data_hash = corpus_hash(corpus)
-    key = hashlib.sha256(f"{SHARD_FORMAT}|{tokenizer}|{data_hash}".encode()).hexdigest()[:20]
+    key = hashlib.sha256(f"{SHARD_FORMAT}|{spec_cache_key(tokenizer)}|{data_hash}".encode()).hexdigest()[:20]
     final = cache_dir() / "shards" / key
     found = existing_dir(final)
     if found is None:
         t0 = time.time()
-        _write_shards(corpus, tokenizer, data_hash, final)
+        _write_shards(corpus, tokenizer, data_hash, final, log)
         log(f"prepared {data} in {time.time() - t0:.1f}s")
         found = final
     return open_shards(found)
 
 
-def _write_shards(corpus: Corpus, tokenizer_spec: str, data_hash: str, final: Path) -> None:
+def _write_shards(corpus: Corpus, tokenizer_spec: str, data_hash: str, final: Path, log) -> None:
     train_text, val_text = split_corpus(corpus)
-    tok = tokenizer_from_text(tokenizer_spec, train_text + val_text)
+    if tokenizer_spec.startswith("bpe:"):
+        log(f"training a {tokenizer_spec} tokenizer on {len(train_text):,} characters")
+    tok = build_tokenizer(tokenizer_spec, train_text, val_text)
     dtype = np.uint16 if tok.vocab_size <= 2**16 else np.uint32
     tmp = final.with_name(final.name + ".tmp")
     tmp.mkdir(parents=True, exist_ok=True)
     sizes = {}
     for split, text in (("train", train_text), ("val", val_text)):
-        ids = tok.encode(text).astype(dtype)
+        # data is plain text: special-token text in it (say "<|endoftext|>") is encoded as characters
+        encode = getattr(tok, "encode_ordinary", tok.encode)
+        ids = np.asarray(encode(text), dtype=dtype)
         ids.tofile(tmp / f"{split}.bin")
         sizes[split] = int(ids.size)
     tok.save(tmp / "tokenizer.json")

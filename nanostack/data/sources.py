@@ -19,6 +19,10 @@ DOWNLOADS = {
     "names": ("names.txt", "https://raw.githubusercontent.com/karpathy/makemore/master/names.txt"),
 }
 BUILTINS = ("pystdlib", *DOWNLOADS)
+# tokenizer files, fetched the same way: GPT-2's BPE ranks (tiktoken's r50k_base, which is GPT-2's)
+TOKENIZER_DOWNLOADS = {
+    "gpt2": ("gpt2.tiktoken", "https://openaipublic.blob.core.windows.net/encodings/r50k_base.tiktoken"),
+}
 
 
 @dataclass
@@ -51,9 +55,10 @@ def load_corpus(spec: str) -> Corpus:
     return Corpus(spec, [(path.name, _read_text_file(path))], split_by_document=False)
 
 
-def builtin_path(name: str) -> Path:
-    """Local copy of a downloadable corpus: from NANOSTACK_DATA_DIR, the cache, or downloaded once."""
-    filename, url = DOWNLOADS[name]
+def builtin_path(name: str, downloads: dict = DOWNLOADS) -> Path:
+    """Local copy of a downloadable file (a corpus, or a tokenizer's ranks): from NANOSTACK_DATA_DIR,
+    the cache, or downloaded once."""
+    filename, url = downloads[name]
     local = os.environ.get("NANOSTACK_DATA_DIR")
     if local:
         path = Path(local) / filename

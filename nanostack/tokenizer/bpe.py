@@ -96,8 +96,8 @@ class BPETokenizer:
             name = match.group()
             if name not in allowed:
                 raise UserError(f"text contains the special token {name!r}, which is not allowed here",
-                                f"pass allowed_special={{{name!r}}} or 'all' to encode it as one token, "
-                                "or 'none' to encode it as plain text")
+                                "allow it to encode it as one token (allowed_special='all' or a set naming it; "
+                                "--allowed-special all), or encode it as plain text ('none')")
             ids.extend(self.encode_ordinary(text[start:match.start()]))
             ids.append(self.special_tokens[name])
             start = match.end()

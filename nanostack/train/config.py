@@ -22,7 +22,8 @@ def _f(default, help):
 class TrainConfig:
     # data
     data: str = _f("pystdlib", "corpus: pystdlib, shakespeare, names, a text file or a folder of text files")
-    tokenizer: str = _f("char", "tokenizer: char (one token per character of the data)")
+    tokenizer: str = _f("char", "tokenizer: char (one token per character of the data), bpe:VOCAB_SIZE (byte-level "
+                                "BPE trained on the train split), gpt2, or a tokenizer .json file")
     # model
     n_layer: int = _f(4, "number of transformer blocks")
     n_head: int = _f(4, "attention heads per block (must divide n_embd)")
