@@ -25,6 +25,7 @@ bench: $(BIN)/nanostack
 	$(TEST_DATA) $(BIN)/python bench/sample_speed.py
 	$(BIN)/python bench/moons.py
 	$(BIN)/python bench/grad_step.py
+	$(TEST_DATA) $(BIN)/python bench/bpe.py
 
 clean:
 	rm -rf $(VENV) runs *.egg-info

@@ -2,6 +2,7 @@
 import json
 
 import pytest
+import regex
 import rustbpe
 import tiktoken
 from hypothesis import given, settings
@@ -12,7 +13,7 @@ from conftest import shared_file
 from nanostack.errors import UserError
 from nanostack.tokenizer import BPETokenizer, load_tokenizer
 from nanostack.tokenizer import bpe as bpe_module
-from nanostack.tokenizer.patterns import GPT2, GPT4
+from nanostack.tokenizer.patterns import GPT2, GPT4, FastSplitter, compile_pattern
 
 TEXT = "Hello, world! It's 2026: naïve café — 日本語 🙂🙂 e\u0301\n\n\tdone   now 12345 ok?!"
 
@@ -62,6 +63,16 @@ def test_gpt2_equals_tiktoken_on_generated_unicode(gpt2, reference, text):
     ids = gpt2.encode(text, allowed_special="none")
     assert ids == reference.encode_ordinary(text)
     assert gpt2.decode(ids) == text
+
+
+@pytest.mark.parametrize("pattern", [GPT2, GPT4])
+@settings(max_examples=300, deadline=None)
+@given(text=st.one_of(unicode_text, st.text(st.characters(max_codepoint=0xFFFF, exclude_categories=["Cs"]))))
+def test_fast_splitter_cuts_as_regex_does(pattern, text):
+    """re on spelled-out classes (16-bit text) and regex (the rest) agree with regex everywhere."""
+    splitter = compile_pattern(pattern)
+    assert isinstance(splitter, FastSplitter)
+    assert splitter.findall(text) == regex.findall(pattern, text)
 
 
 @pytest.fixture(scope="module")

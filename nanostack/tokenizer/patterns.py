@@ -4,6 +4,9 @@ Text is cut into chunks (words with their leading space, runs of digits, punctua
 whitespace) and each chunk is tokenized on its own, so that " dog", " dog." and " dog!" share
 the token " dog". The patterns need the `regex` module (possessive quantifiers and \\p{...}).
 """
+import re
+from functools import lru_cache
+
 import regex
 
 from nanostack.errors import UserError
@@ -29,7 +32,81 @@ def resolve_pattern(pattern) -> str:
 
 
 def compile_pattern(text: str):
-    return regex.compile(text) if text else None
+    """The compiled split pattern (anything with .findall), or None for no splitting."""
+    if not text:
+        return None
+    if text in NAMED.values():
+        return FastSplitter(text)
+    return regex.compile(text)
+
+
+class FastSplitter:
+    r"""A built-in pattern on Python's `re`, which splits 2-3x faster than `regex`, for any text
+    without characters above U+FFFF; `regex` for the rest.
+
+    `re` knows no \p{L}, and its \s also matches U+001C..U+001F, so \p{L}, \p{N}, \s and \S are
+    spelled out as classes read from `regex`'s own Unicode tables. Only their 16-bit part is used:
+    `re` tests such a class with a bitmap, but a class holding a character above U+FFFF becomes a
+    slow list of ranges. Text with such characters (emoji, rare CJK) goes to `regex` instead, so
+    every text is cut exactly as `regex` (and tiktoken) cut it."""
+
+    def __init__(self, pattern: str):
+        self.pattern = pattern
+        self.fast = re.compile(as_16bit_re(pattern))
+        self.full = regex.compile(pattern)
+
+    def findall(self, text: str) -> list:
+        if text.isascii() or max(text) <= "\uffff":
+            return self.fast.findall(text)
+        return self.full.findall(text)
+
+
+def as_16bit_re(pattern: str) -> str:
+    r"""pattern for `re`, exact on text without characters above U+FFFF (see FastSplitter)."""
+    classes = _unicode_classes()
+    out, i, in_class = [], 0, False
+    while i < len(pattern):
+        name = next((n for n in classes if pattern.startswith(n, i)), None)
+        if name is not None:
+            if in_class and name == r"\S":
+                raise ValueError(r"\S inside a character class has no explicit spelling")
+            body = classes[name]
+            out.append(body if in_class else f"[^{body}]" if name == r"\S" else f"[{body}]")
+            i += len(name)
+            continue
+        c = pattern[i]
+        if c == "\\":
+            out.append(pattern[i:i + 2])
+            i += 2
+            continue
+        if c == "[" and not in_class:
+            in_class = True
+        elif c == "]" and in_class and pattern[i - 1] not in "[^":
+            in_class = False
+        out.append(c)
+        i += 1
+    return "".join(out)
+
+
+@lru_cache(maxsize=1)
+def _unicode_classes() -> dict:
+    r"""{name: the inside of a class of its characters up to U+FFFF} for \p{L}, \p{N}, \s (and \S)."""
+    bmp = "".join(chr(c) for c in range(0x10000) if not 0xD800 <= c < 0xE000)  # no surrogates
+    classes = {name: _ranges(regex.findall(name, bmp)) for name in (r"\p{L}", r"\p{N}", r"\s")}
+    classes[r"\S"] = classes[r"\s"]  # used negated
+    return classes
+
+
+def _ranges(chars) -> str:
+    """Characters as the inside of a character class: runs as lo-hi, each end escaped."""
+    codes = sorted(map(ord, chars))
+    parts, start = [], 0
+    for i in range(1, len(codes) + 1):
+        if i == len(codes) or codes[i] != codes[i - 1] + 1:
+            lo, hi = codes[start], codes[i - 1]
+            parts.append(f"\\u{lo:04x}" if lo == hi else f"\\u{lo:04x}-\\u{hi:04x}")
+            start = i
+    return "".join(parts)
 
 
 def split_text(compiled, text: str) -> list:
