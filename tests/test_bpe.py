@@ -91,7 +91,7 @@ def test_decode_encode_round_trips_any_string(small, text):
 @pytest.mark.parametrize("pattern", ["gpt4", "gpt2", None])
 @pytest.mark.parametrize("vocab_size", [300, 700])
 def test_training_equals_rustbpe(pattern, vocab_size, shakespeare):
-    text = shakespeare[:200_000]
+    text = shakespeare[:200_000 if pattern else 20_000]  # without a pattern the text is one long chunk
     ours = BPETokenizer.train(text, vocab_size, pattern=pattern)
     theirs = rustbpe.Tokenizer()
     theirs.train_from_iterator([text], vocab_size, pattern={"gpt4": GPT4, "gpt2": GPT2, None: r"[\s\S]+"}[pattern])
