@@ -57,7 +57,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--top-k", type=int, default=None, help="sample only from the k most likely tokens")
     s.add_argument("--top-p", type=float, default=None,
                    help="sample only from the most likely tokens whose probabilities sum to p (nucleus)")
-    s.add_argument("--num-samples", type=int, default=1, help="how many samples to generate (default: 1)")
+    s.add_argument("--num-samples", type=int, default=None,
+                   help="how many samples to generate (default: 1; 10 examples for a line-per-example run)")
     s.add_argument("--seed", type=int, default=1337, help="random seed for sampling (default: 1337)")
     s.add_argument("--checkpoint", choices=("best", "latest"), default="best",
                    help="which checkpoint to load (default: best, the lowest val loss)")
@@ -65,6 +66,14 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--backend", choices=("torch", "numpy"), default="torch",
                    help="engine to sample with: torch, or numpy (nanostack.grad, CPU only); either loads a "
                         "checkpoint trained on either (default: torch)")
+    e = sub.add_parser("eval", help="the exact loss of a run on its held-out data",
+                       description="Evaluate a run: the mean NLL per token over every test example (line-per-example "
+                                   "runs, with how many test examples also occur in train), or the loss over the "
+                                   "whole val split.")
+    e.add_argument("run_dir", metavar="RUN_DIR", help="the --out folder of `nanostack train`")
+    e.add_argument("--checkpoint", choices=("best", "latest"), default="best", help="which checkpoint (default: best)")
+    e.add_argument("--per-example", metavar="PATH",
+                   help="line-per-example runs: write every example's NLL (train and test) to this TSV, hardest first")
     add_tokenizer_commands(sub)
     return parser
 
@@ -148,16 +157,32 @@ def run(argv) -> int:
     elif args.command == "tokenizer":
         run_tokenizer(args)
     elif args.command == "sample":
-        from nanostack.sample import load_run, stream_samples
+        from nanostack.sample import line_examples_of, load_run, sample_examples, stream_samples
         from nanostack.train.trainer import resolve_device
 
-        if args.max_new_tokens < 0 or args.num_samples < 1:
+        if args.max_new_tokens < 0 or (args.num_samples is not None and args.num_samples < 1):
             raise UserError("--max-new-tokens must be >= 0 and --num-samples >= 1", "fix the numbers")
         if args.backend == "numpy" and args.device != "cpu":
             raise UserError(f"the numpy backend samples on the CPU, not on {args.device}", "drop --device")
         model, tokenizer = load_run(args.run_dir, args.checkpoint, resolve_device(args.device), args.backend)
-        stream_samples(model, tokenizer, args.prompt, args.max_new_tokens, args.num_samples, args.temperature,
-                       args.top_k, args.top_p, args.seed)
+        lines = line_examples_of(args.run_dir)
+        if lines is not None and not args.prompt:
+            sample_examples(model, tokenizer, args.num_samples or 10, args.temperature, args.top_k, args.top_p,
+                            args.seed, train_words=lines)
+        else:
+            stream_samples(model, tokenizer, args.prompt, args.max_new_tokens, args.num_samples or 1,
+                           args.temperature, args.top_k, args.top_p, args.seed)
+    elif args.command == "eval":
+        from nanostack.evaluate import evaluate_run
+
+        result = evaluate_run(args.run_dir, args.checkpoint, args.per_example)
+        if result["split"] == "val":
+            print(f"val loss (whole split): {result['loss']:.4f}")
+        else:
+            print(f"test NLL per token: {result['test_nll']:.4f} over {result['test_examples']} test examples "
+                  f"({result['test_in_train']} of them also occur in train); train NLL {result['train_nll']:.4f}")
+        if result.get("per_example"):
+            print(f"per-example NLL written to {result['per_example']}")
     return 0
 
 

@@ -1,4 +1,5 @@
-"""Sampling from a trained run: load its tokenizer and weights, stream generated text."""
+"""Sampling from a trained run: load its tokenizer and weights, stream generated text, or (for
+line-per-example runs) generate new examples and say which ones the training data already holds."""
 import codecs
 import sys
 from pathlib import Path
@@ -7,7 +8,7 @@ import torch
 
 from nanostack.errors import UserError
 from nanostack.io import read_json
-from nanostack.models import GPTConfig, generate
+from nanostack.models import ModelConfig, generate
 from nanostack.models.gpt_numpy import TorchFacade
 from nanostack.tokenizer import load_tokenizer
 from nanostack.train.backends import build_model
@@ -23,7 +24,11 @@ def load_run(run_dir, which: str = "best", device: str = "cpu", backend: str = "
         raise UserError(f"{run_dir} is not a run folder (no config.json)", "give the --out folder of `nanostack train`")
     config = read_json(run_dir / "config.json", "run config")
     try:
-        model = build_model(backend, GPTConfig(**config["model"]), seed=0, device="cpu")
+        model_config = ModelConfig(**config["model"])
+        if backend == "numpy" and model_config.kind != "transformer":
+            raise UserError(f"the numpy backend runs transformer models, and {run_dir} holds a {model_config.kind}",
+                            "sample it with --backend torch")
+        model = build_model(backend, model_config, seed=0, device="cpu")
     except (KeyError, TypeError) as e:
         raise UserError(f"run config {run_dir / 'config.json'} is damaged ({e})", "restore it or retrain") from None
     tokenizer = load_tokenizer(run_dir / "tokenizer.json")
@@ -80,3 +85,42 @@ def _start_token(tokenizer):
         return tokenizer.encode("\n")[:1]
     except UserError:
         return [0]
+
+
+def sample_examples(model, tokenizer, num_samples=10, temperature=1.0, top_k=None, top_p=None, seed=1337,
+                    train_words=None, out=sys.stdout) -> list:
+    """Generate num_samples new examples of a line-per-example run, one per line. Those that occur in
+    train_words are marked "(in train)"; the others are new. Returns the examples."""
+    boundary = int(tokenizer.encode("\n")[0])
+    idx = torch.full((num_samples, 1), boundary, dtype=torch.long)
+    generator = torch.Generator().manual_seed(seed)
+    steps = model.config.block_size - 1  # the longest example the model has seen
+    new = torch.cat(list(generate(model, idx, steps, temperature, top_k, top_p, generator)), dim=1).tolist()
+    known = set(train_words or ())
+    examples = []
+    for row in new:
+        ids = row[:row.index(boundary)] if boundary in row else row
+        examples.append(tokenizer.decode(ids))
+    for example in examples:
+        mark = "  (in train)" if example in known else ""
+        out.write(f"{example}{mark}\n")
+    if train_words is not None:
+        fresh = sum(e not in known for e in examples)
+        out.write(f"--- {fresh} of {len(examples)} are new (not in the training data)\n")
+    out.flush()
+    return examples
+
+
+def line_examples_of(run_dir):
+    """The training examples of a line-per-example run (to mark samples that are not new), or None for a
+    stream run. An empty list when the data can no longer be read."""
+    config = read_json(Path(run_dir) / "config.json", "run config")
+    if config.get("data_mode") != "lines":
+        return None
+    from nanostack.data import read_examples  # noqa: PLC0415
+
+    train = config.get("train", {})
+    try:
+        return read_examples(train["data"], train["seed"]).train_words
+    except (UserError, KeyError):
+        return []

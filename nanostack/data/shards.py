@@ -28,9 +28,20 @@ class Shards:
     train: np.ndarray
     val: np.ndarray
 
+    mode = "stream"
+
     @property
     def data_hash(self) -> str:
         return self.meta["data_hash"]
+
+    def batch(self, split: str, batch_size: int, block_size: int, generator, device="cpu"):
+        """Random windows of block_size tokens from the train or val split (see loader.get_batch)."""
+        from nanostack.data.loader import get_batch  # noqa: PLC0415 (loader imports torch; shards does not)
+
+        return get_batch(self.train if split == "train" else self.val, batch_size, block_size, generator, device)
+
+    def describe(self) -> dict:
+        return {"data_shards": str(self.path)}
 
 
 def corpus_hash(corpus: Corpus) -> str:

@@ -5,24 +5,16 @@ a final LayerNorm and a language-model head that shares its weights with the tok
 Parameter names match nanoGPT's (and so GPT-2's checkpoints, transposed where GPT-2 uses Conv1D).
 """
 import math
-from dataclasses import dataclass
 
 import torch
 import torch.nn as nn
 from torch.nn import functional as F
 
+from nanostack.models.config import ModelConfig
 from nanostack.models.generation import generate
 
 
-@dataclass
-class GPTConfig:
-    vocab_size: int
-    block_size: int = 64
-    n_layer: int = 4
-    n_head: int = 4
-    n_embd: int = 128
-    dropout: float = 0.0
-    bias: bool = True
+GPTConfig = ModelConfig  # the GPT reads vocab_size, block_size, n_layer, n_head, n_embd, dropout, bias
 
 
 class KVCache:

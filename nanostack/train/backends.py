@@ -17,7 +17,7 @@ from nanostack.grad import functional as grad_functional
 from nanostack.grad import nn as grad_nn
 from nanostack.grad import no_grad as grad_no_grad
 from nanostack.grad import optim as grad_optim
-from nanostack.models import GPT, GPTConfig
+from nanostack.models import GPTConfig, build
 from nanostack.models.gpt_numpy import NumpyGPT, to_tensor_dict
 from nanostack.train.optim import make_optimizer
 
@@ -27,12 +27,13 @@ def is_numpy(model) -> bool:
 
 
 def build_model(backend: str, config: GPTConfig, seed: int, device: str = "cpu"):
-    """A freshly initialised GPT; the seed fixes the initial weights and the dropout stream."""
+    """A freshly initialised model of config.kind (numpy: the GPT only); the seed fixes the initial
+    weights and the dropout stream."""
     if backend == "numpy":
         grad_nn.manual_seed(seed)
         return NumpyGPT(config)
     torch.manual_seed(seed)
-    return GPT(config).to(device)
+    return build(config).to(device)
 
 
 def build_optimizer(model, learning_rate, weight_decay, betas, device_type):

@@ -9,9 +9,11 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 from nanostack.errors import UserError
+from nanostack.models.config import KINDS as MODEL_KINDS
 
 PRESETS_DIR = Path(__file__).resolve().parents[2] / "configs"
 BACKENDS = ("torch", "numpy")
+
 
 
 def _f(default, help):
@@ -24,10 +26,15 @@ class TrainConfig:
     data: str = _f("pystdlib", "corpus: pystdlib, shakespeare, names, a text file or a folder of text files")
     tokenizer: str = _f("char", "tokenizer: char (one token per character of the data), bpe:VOCAB_SIZE (byte-level "
                                 "BPE trained on the train split), gpt2, or a tokenizer .json file")
+    examples: str = _f("auto", "stream (one long text, random windows), lines (one example per line, for "
+                               "makemore-style models), or auto: lines for names, stream otherwise")
     # model
+    model: str = _f("transformer", "transformer (the GPT), bigram, bigram_counts, mlp, rnn, gru, lstm or wavenet")
     n_layer: int = _f(4, "number of transformer blocks")
     n_head: int = _f(4, "attention heads per block (must divide n_embd)")
-    n_embd: int = _f(128, "width of the residual stream")
+    n_embd: int = _f(128, "width of the residual stream (transformer) or of the token embeddings (others)")
+    n_embd2: int = _f(64, "hidden width of mlp, rnn, gru, lstm and wavenet")
+    batchnorm: bool = _f(False, "mlp and wavenet: BatchNorm on the hidden layers")
     block_size: int = _f(64, "context length in tokens")
     dropout: float = _f(0.0, "dropout probability, 0 to turn off")
     bias: bool = _f(True, "use biases in Linear and LayerNorm layers")
@@ -57,7 +64,7 @@ class TrainConfig:
     seed: int = _f(1337, "seed for initialisation, data order and dropout")
 
     def validate(self) -> "TrainConfig":
-        positive = ["n_layer", "n_head", "n_embd", "block_size", "batch_size", "gradient_accumulation_steps",
+        positive = ["n_layer", "n_head", "n_embd", "n_embd2", "block_size", "batch_size", "gradient_accumulation_steps",
                     "max_iters", "eval_interval", "eval_iters", "log_interval", "ckpt_interval", "lr_decay_iters"]
         for name in positive:
             if getattr(self, name) <= 0:
@@ -68,7 +75,7 @@ class TrainConfig:
         for name in ["dropout", "beta1", "beta2"]:
             if not 0 <= getattr(self, name) < 1:
                 raise UserError(f"{name} must be in [0, 1), got {getattr(self, name)}", f"fix --{_flag(name)}")
-        if self.n_embd % self.n_head:
+        if self.model == "transformer" and self.n_embd % self.n_head:
             raise UserError(f"n_embd ({self.n_embd}) is not divisible by n_head ({self.n_head})",
                             "choose n_embd as a multiple of n_head")
         if self.min_lr > self.learning_rate:
@@ -78,6 +85,10 @@ class TrainConfig:
             raise UserError(f"unknown dtype {self.dtype!r}", "use auto, float32 or bfloat16")
         if not (self.device in ("auto", "cpu", "cuda", "mps") or self.device.startswith("cuda:")):
             raise UserError(f"unknown device {self.device!r}", "use auto, cpu, cuda, cuda:N or mps")
+        if self.model not in MODEL_KINDS:
+            raise UserError(f"unknown model {self.model!r}", f"use one of: {', '.join(MODEL_KINDS)}")
+        if self.examples not in ("auto", "lines", "stream"):
+            raise UserError(f"unknown examples mode {self.examples!r}", "use auto, lines or stream")
         if self.backend not in BACKENDS:
             raise UserError(f"unknown backend {self.backend!r}", f"use one of: {', '.join(BACKENDS)}")
         if self.backend == "numpy":
@@ -87,6 +98,9 @@ class TrainConfig:
                 raise UserError("the numpy backend computes in float32 only", "use --dtype float32 or auto")
             if self.compile:
                 raise UserError("--compile is for the torch backend", "drop --compile, or use --backend torch")
+            if self.model != "transformer":
+                raise UserError(f"the numpy backend trains the transformer only, not {self.model}",
+                                "use --backend torch for the makemore models")
         return self
 
 

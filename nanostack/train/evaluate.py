@@ -22,3 +22,20 @@ def split_loss(model, tokens: np.ndarray, block_size: int, batch_size: int = 64,
         total += loss.item() * len(xb)
     model.train(was_training)
     return total / n_windows
+
+
+@torch.no_grad()
+def example_nll(model, x, y, batch_size: int = 500):
+    """(sum of NLL, number of predicted tokens) for every row of (x, y); targets of -1 count for nothing."""
+    was_training = model.training
+    model.eval()
+    totals, counts = [], []
+    for i in range(0, len(x), batch_size):
+        xb, yb = x[i:i + batch_size], y[i:i + batch_size]
+        logits, _ = model(xb, yb)
+        nll = torch.nn.functional.cross_entropy(logits.reshape(-1, logits.size(-1)).float(), yb.reshape(-1),
+                                                ignore_index=-1, reduction="none").view(yb.shape)
+        totals.append(nll.sum(1))
+        counts.append((yb != -1).sum(1))
+    model.train(was_training)
+    return torch.cat(totals), torch.cat(counts)

@@ -11,17 +11,17 @@ import signal
 import sys
 import time
 from contextlib import nullcontext
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import torch
 from tqdm import tqdm
 
 from nanostack.cpu import keep_freed_memory
-from nanostack.data import check_split_size, get_batch, prepare_shards
+from nanostack.data import check_split_size, open_training_data
 from nanostack.errors import UserError
 from nanostack.io import read_json, write_json
-from nanostack.models import GPTConfig
+from nanostack.models import ModelConfig
 from nanostack.train.backends import build_model, build_optimizer, clip_grad_norm, dropout_rng_state, no_grad, \
     set_dropout_rng_state
 from nanostack.train.checkpoint import (clear_run, find_checkpoint, load_optimizer, load_weights, read_state,
@@ -61,9 +61,10 @@ def autocast_for(device: str, dtype: str):
     return nullcontext()
 
 
-def model_config(cfg: TrainConfig, vocab_size: int) -> GPTConfig:
-    return GPTConfig(vocab_size=vocab_size, block_size=cfg.block_size, n_layer=cfg.n_layer, n_head=cfg.n_head,
-                     n_embd=cfg.n_embd, dropout=cfg.dropout, bias=cfg.bias)
+def model_config(cfg: TrainConfig, vocab_size: int, block_size: int) -> ModelConfig:
+    return ModelConfig(vocab_size=vocab_size, block_size=block_size, kind=cfg.model, n_layer=cfg.n_layer,
+                       n_head=cfg.n_head, n_embd=cfg.n_embd, n_embd2=cfg.n_embd2, dropout=cfg.dropout, bias=cfg.bias,
+                       batchnorm=cfg.batchnorm)
 
 
 def open_run_dir(out: Path, cfg_overrides: dict, preset, resume: bool, force: bool) -> TrainConfig:
@@ -90,16 +91,16 @@ def open_run_dir(out: Path, cfg_overrides: dict, preset, resume: bool, force: bo
 
 
 @torch.no_grad()
-def estimate_loss(model, shards, cfg, device, autocast) -> dict:
+def estimate_loss(model, data, cfg, device, autocast) -> dict:
     """Mean loss over eval_iters batches of each split. The batches are drawn from their own
     generator, the same ones at every evaluation, so evaluating never moves the training streams."""
     generator = torch.Generator().manual_seed(cfg.seed + 1)
     model.eval()
     out = {}
-    for split, tokens in (("train", shards.train), ("val", shards.val)):
+    for split in ("train", "val"):
         losses = torch.zeros(cfg.eval_iters)
         for i in range(cfg.eval_iters):
-            x, y = get_batch(tokens, cfg.batch_size, cfg.block_size, generator, device)
+            x, y = data.batch(split, cfg.batch_size, cfg.block_size, generator, device)
             with autocast, no_grad(model):
                 _, loss = model(x, y)
             losses[i] = loss.item()
@@ -115,9 +116,13 @@ def train(out, cfg_overrides=None, preset=None, resume=False, force=False, log=t
     """
     out = Path(out)
     cfg = open_run_dir(out, cfg_overrides or {}, preset, resume, force)
-    shards = prepare_shards(cfg.data, cfg.tokenizer, log=log)
-    for split, tokens in (("train", shards.train), ("val", shards.val)):
-        check_split_size(tokens, cfg.block_size, split, cfg.data)
+    data = open_training_data(cfg.data, cfg.tokenizer, cfg.examples, cfg.seed, log=log)
+    if data.mode == "stream":
+        for split, tokens in (("train", data.train), ("val", data.val)):
+            check_split_size(tokens, cfg.block_size, split, cfg.data)
+    elif cfg.block_size != data.block_size:  # examples set their own length: the longest one + 1
+        log(f"block_size {data.block_size}: the longest example of {cfg.data} and its boundary token")
+        cfg = replace(cfg, block_size=data.block_size)
     device = "cpu" if cfg.backend == "numpy" else resolve_device(cfg.device)
     device_type = device.split(":")[0]
     autocast = autocast_for(device, cfg.dtype)
@@ -127,15 +132,17 @@ def train(out, cfg_overrides=None, preset=None, resume=False, force=False, log=t
 
     if device_type == "cpu":
         keep_freed_memory()
-    model = build_model(cfg.backend, model_config(cfg, shards.tokenizer.vocab_size), cfg.seed, device)
-    optimizer = build_optimizer(model, cfg.learning_rate, cfg.weight_decay, (cfg.beta1, cfg.beta2), device_type)
+    model = build_model(cfg.backend, model_config(cfg, data.tokenizer.vocab_size, cfg.block_size), cfg.seed, device)
+    counting = getattr(model, "learns_by_counting", False)  # bigram_counts: fitted in one pass, no optimizer
+    optimizer = None if counting else build_optimizer(model, cfg.learning_rate, cfg.weight_decay,
+                                                      (cfg.beta1, cfg.beta2), device_type)
     data_generator = torch.Generator().manual_seed(cfg.seed)
     step, best_val = 0, math.inf
 
-    latest = find_checkpoint(out, "latest") if resume else None
+    latest = find_checkpoint(out, "latest") if resume and not counting else None
     if resume:
         saved_hash = read_json(out / "config.json", "run config").get("data_hash")
-        if saved_hash != shards.data_hash:
+        if saved_hash != data.data_hash:
             raise UserError(f"the data {cfg.data} has changed since this run started",
                             "resume needs the same data; start a new run to train on the new data")
     if latest is not None:
@@ -156,9 +163,11 @@ def train(out, cfg_overrides=None, preset=None, resume=False, force=False, log=t
     else:
         out.mkdir(parents=True, exist_ok=True)
         clear_run(out)  # only reached with --force on an existing run, or for a new/empty folder
-    shards.tokenizer.save(out / "tokenizer.json")
-    write_json(out / "config.json", {"train": asdict(cfg), "model": asdict(model.config),
-                                     "data_hash": shards.data_hash, "data_shards": str(shards.path)})
+    data.tokenizer.save(out / "tokenizer.json")
+    write_json(out / "config.json", {"train": asdict(cfg), "model": asdict(model.config), "data_mode": data.mode,
+                                     "data_hash": data.data_hash, **data.describe()})
+    if counting:
+        return fit_by_counting(out, model, data, cfg, device, autocast, log)
 
     n_params = model.num_params()
     log(f"model: {n_params / 1e6:.2f}M parameters, vocab {model.config.vocab_size}, device {device}, "
@@ -191,7 +200,7 @@ def train(out, cfg_overrides=None, preset=None, resume=False, force=False, log=t
                     group["lr"] = lr
                 loss_sum = 0.0
                 for _ in range(cfg.gradient_accumulation_steps):
-                    x, y = get_batch(shards.train, cfg.batch_size, cfg.block_size, data_generator, device)
+                    x, y = data.batch("train", cfg.batch_size, cfg.block_size, data_generator, device)
                     with autocast:
                         _, loss = train_model(x, y)
                     (loss / cfg.gradient_accumulation_steps).backward()
@@ -217,7 +226,7 @@ def train(out, cfg_overrides=None, preset=None, resume=False, force=False, log=t
                                            "grad_norm": grad_norm, "ms_per_step": 1000 * dt,
                                            "tokens_per_s": tokens_per_step / dt})
                 if step % cfg.eval_interval == 0 or step == cfg.max_iters:
-                    losses = estimate_loss(model, shards, cfg, device, autocast)
+                    losses = estimate_loss(model, data, cfg, device, autocast)
                     last_val = losses["val"]
                     write_metric(metrics, {"kind": "eval", "step": step, "train_loss": losses["train"],
                                            "val_loss": losses["val"]})
@@ -236,6 +245,24 @@ def train(out, cfg_overrides=None, preset=None, resume=False, force=False, log=t
     return {"step": step, "val_loss": last_val, "best_val_loss": best_val, "params": n_params,
             "ms_per_step_median": 1000 * median(step_times) if step_times else None,
             "elapsed_s": time.time() - t_start, "run_dir": str(out)}
+
+
+def fit_by_counting(out: Path, model, data, cfg, device, autocast, log) -> dict:
+    """Models fitted by counting (bigram_counts): one pass over the training split, no optimizer."""
+    t0 = time.time()
+    if data.mode == "lines":
+        x, y = data.tensors("train")
+    else:
+        x, y = (torch.from_numpy(data.train[s].astype("int64"))[None] for s in (slice(None, -1), slice(1, None)))
+    model.fit(x, y)
+    losses = estimate_loss(model, data, cfg, device, autocast)
+    with open(out / "metrics.jsonl", "w", encoding="utf-8") as metrics:
+        write_metric(metrics, {"kind": "eval", "step": 1, "train_loss": losses["train"], "val_loss": losses["val"]})
+    for name in ("best", "latest"):
+        save_checkpoint(out, name, model, {"step": 1, "val_loss": losses["val"], "best_val_loss": losses["val"]})
+    log(f"counted the training split: train loss {losses['train']:.4f}, val loss {losses['val']:.4f}")
+    return {"step": 1, "val_loss": losses["val"], "best_val_loss": losses["val"], "params": 0,
+            "ms_per_step_median": None, "elapsed_s": time.time() - t0, "run_dir": str(out)}
 
 
 def median(values):

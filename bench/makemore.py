@@ -1,0 +1,62 @@
+"""Benchmark: every makemore model on names.txt, at makemore's settings and step counts.
+
+    python bench/makemore.py [--models bigram_counts,bigram,mlp,rnn,gru,transformer] [--scale 1.0]
+
+Each model trains with the `names` preset (makemore's batch 32, lr 5e-4, its sizes and its seed
+3407, which gives makemore's exact 1000-name test split) for the number of steps makemore's figure
+was taken at, then `nanostack eval` measures the mean NLL per token over the whole test split.
+--scale multiplies every step count (0.1 for a quick look). Prints one JSON line per model, with
+makemore's figure beside ours and how many test names also occur in train.
+"""
+import argparse
+import json
+import tempfile
+import time
+
+from nanostack.evaluate import evaluate_run
+from nanostack.train import train
+
+# model -> (steps, makemore's test NLL at those steps, measured with makemore's own code on a 2-core CPU)
+MAKEMORE = {
+    "bigram_counts": (1, 2.451),  # compared with makemore's bigram: the counted table needs no steps
+    "bigram": (30_000, 2.451),
+    "mlp": (15_000, 2.040),
+    "rnn": (25_000, 2.050),
+    "gru": (14_000, 2.016),
+    "lstm": (14_000, None),
+    "wavenet": (15_000, 1.993),  # the WaveNet lecture's validation figure (its own split and sizes)
+    "transformer": (10_000, 1.972),
+}
+EXTRA = {"wavenet": {"n_embd": 24, "n_embd2": 128, "batchnorm": True}}  # the lecture's sizes
+
+
+def run(model: str, scale: float, extra: dict) -> dict:
+    steps, reference = MAKEMORE[model]
+    steps = max(1, int(steps * scale))
+    with tempfile.TemporaryDirectory() as out:
+        t0 = time.time()
+        summary = train(f"{out}/run", {"model": model, "max_iters": steps, "lr_decay_iters": steps,
+                                       "eval_interval": max(1, steps // 5), "ckpt_interval": steps,
+                                       **EXTRA.get(model, {}), **extra},
+                        preset="names", log=lambda *a: None)
+        seconds = time.time() - t0
+        result = evaluate_run(f"{out}/run", "latest")
+    return {"model": model, "steps": steps, "test_nll": round(result["test_nll"], 4), "makemore": reference,
+            "train_nll": round(result["train_nll"], 4), "test_in_train": result["test_in_train"],
+            "params": summary["params"], "seconds": round(seconds, 1),
+            "ms_per_step": round(summary["ms_per_step_median"], 2) if summary["ms_per_step_median"] else None}
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--models", default="bigram_counts,bigram,mlp,rnn,gru,transformer")
+    parser.add_argument("--scale", type=float, default=1.0, help="multiply every step count")
+    parser.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="extra settings for every model")
+    args = parser.parse_args()
+    extra = dict(kv.split("=", 1) for kv in args.set)
+    for model in args.models.split(","):
+        print(json.dumps(run(model, args.scale, extra)), flush=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,18 @@
+"""ModelConfig: the shape of any model of models/, and which one it is (kind)."""
+from dataclasses import dataclass
+
+KINDS = ("transformer", "bigram", "bigram_counts", "mlp", "rnn", "gru", "lstm", "wavenet")
+
+
+@dataclass
+class ModelConfig:
+    vocab_size: int
+    block_size: int = 64      # context length: the longest sequence a model reads
+    kind: str = "transformer"
+    n_layer: int = 4          # transformer blocks (wavenet: ignored; its depth follows block_size)
+    n_head: int = 4
+    n_embd: int = 128         # token embedding width
+    n_embd2: int = 64         # hidden width of mlp, rnn/gru/lstm and wavenet
+    dropout: float = 0.0
+    bias: bool = True
+    batchnorm: bool = False   # mlp and wavenet: BatchNorm after the hidden layer(s)
