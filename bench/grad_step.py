@@ -6,7 +6,7 @@ Two models, each built on both engines with the same weights and fed the same ba
 - the cpu_small GPT (4 layers, 4 heads, 128 wide, block 64, batch 12, vocab 65), through the
   trainer's own model and optimizer builders (backends.py);
 - makemore's names MLP at its default sizes (context 16 characters, 64-wide embeddings, hidden 64,
-  vocab 27, batch 32, predicting every position), written below for both engines.
+  vocab 27, batch 32, predicting every position): models/mlp.py and models/mlp_numpy.py.
 The engines alternate, `--rounds` times, so both see the same machine noise. Prints one JSON line
 per model and round: median ms per step for each engine and their ratio (numpy / torch).
 """
@@ -19,48 +19,10 @@ import numpy as np
 import torch
 
 from nanostack.cpu import keep_freed_memory
-from nanostack.grad import functional as F
-from nanostack.grad import nn, optim
-from nanostack.models import GPTConfig
+from nanostack.models import GPTConfig, ModelConfig
 from nanostack.train.backends import build_model, build_optimizer
 
 NAMES = dict(vocab=27, context=16, n_embd=64, hidden=64, batch=32)
-
-
-class TorchNamesMLP(torch.nn.Module):
-    """Bengio et al. 2003 over a 16-character context, predicting the next character at every position."""
-
-    def __init__(self, vocab, context, n_embd, hidden, **_):
-        super().__init__()
-        self.wte = torch.nn.Embedding(vocab + 1, n_embd)  # one extra token pads the context's start
-        self.hidden = torch.nn.Linear(context * n_embd, hidden)
-        self.out = torch.nn.Linear(hidden, vocab)
-        self.context = context
-
-    def forward(self, idx, targets):
-        emb = self.wte(contexts(idx, self.context, self.wte.num_embeddings - 1))
-        logits = self.out(torch.tanh(self.hidden(emb.flatten(2))))
-        return torch.nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), targets.reshape(-1))
-
-
-class NumpyNamesMLP(nn.Module):
-    def __init__(self, vocab, context, n_embd, hidden, **_):
-        self.wte = nn.Embedding(vocab + 1, n_embd)
-        self.hidden = nn.Linear(context * n_embd, hidden)
-        self.out = nn.Linear(hidden, vocab)
-        self.context, self.pad = context, vocab
-
-    def forward(self, idx, targets):
-        emb = self.wte(contexts(torch.from_numpy(idx), self.context, self.pad).numpy())
-        B, T = idx.shape
-        logits = self.out(self.hidden(emb.reshape(B, T, -1)).tanh())
-        return F.cross_entropy(logits, targets)
-
-
-def contexts(idx, context, pad):
-    """(B, T, context): for each position, the `context` tokens up to and including it, padded on the left."""
-    padded = torch.nn.functional.pad(idx, (context - 1, 0), value=pad)
-    return padded.unfold(1, context, 1)
 
 
 def time_steps(step, steps) -> float:
@@ -85,23 +47,21 @@ def gpt_steps():
 
 
 def names_steps():
-    torch.manual_seed(0)
-    reference = TorchNamesMLP(**NAMES)
-    model = NumpyNamesMLP(**NAMES)
-    model.load_state_dict({k: v.detach().numpy() for k, v in reference.state_dict().items()})
+    config = ModelConfig(vocab_size=NAMES["vocab"], block_size=NAMES["context"], kind="mlp", n_embd=NAMES["n_embd"],
+                         n_embd2=NAMES["hidden"])
+    models = {backend: build_model(backend, config, seed=0) for backend in ("torch", "numpy")}
+    models["numpy"].load_state_dict({k: v.detach().numpy() for k, v in models["torch"].state_dict().items()})
     g = torch.Generator().manual_seed(0)
-    x = torch.randint(NAMES["vocab"], (NAMES["batch"], NAMES["context"]), generator=g)
-    y = torch.randint(NAMES["vocab"], (NAMES["batch"], NAMES["context"]), generator=g)
-    same = np.isclose(model(x.numpy(), y.numpy()).item(), reference(x, y).item(), rtol=1e-5)
+    x, y = (torch.randint(NAMES["vocab"], (NAMES["batch"], NAMES["context"]), generator=g) for _ in range(2))
+    same = np.isclose(models["numpy"](x, y)[1].item(), models["torch"](x, y)[1].item(), rtol=1e-5)
     assert same, "the two names MLPs disagree: the benchmark would compare different work"
-    return {"torch": make_step(reference, torch.optim.AdamW(reference.parameters(), lr=1e-3, fused=True), x, y),
-            "numpy": make_step(model, optim.AdamW(model.parameters(), lr=1e-3), x.numpy(), y.numpy())}
+    return {backend: make_step(model, build_optimizer(model, 1e-3, 0.01, (0.9, 0.99), "cpu"), x, y)
+            for backend, model in models.items()}
 
 
 def make_step(model, optimizer, x, y):
     def step():
-        out = model(x, y)
-        loss = out[1] if isinstance(out, tuple) else out
+        _, loss = model(x, y)
         loss.backward()
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)

@@ -25,9 +25,9 @@ def load_run(run_dir, which: str = "best", device: str = "cpu", backend: str = "
     config = read_json(run_dir / "config.json", "run config")
     try:
         model_config = ModelConfig(**config["model"])
-        if backend == "numpy" and model_config.kind != "transformer":
-            raise UserError(f"the numpy backend runs transformer models, and {run_dir} holds a {model_config.kind}",
-                            "sample it with --backend torch")
+        if backend == "numpy" and (model_config.kind not in ("transformer", "mlp") or model_config.batchnorm):
+            raise UserError(f"the numpy backend runs the transformer and the mlp (no batchnorm), and {run_dir} "
+                            f"holds a {model_config.kind}", "sample it with --backend torch")
         model = build_model(backend, model_config, seed=0, device="cpu")
     except (KeyError, TypeError) as e:
         raise UserError(f"run config {run_dir / 'config.json'} is damaged ({e})", "restore it or retrain") from None
@@ -45,8 +45,9 @@ def load_run(run_dir, which: str = "best", device: str = "cpu", backend: str = "
 
 
 def stream_samples(model, tokenizer, prompt="", max_new_tokens=500, num_samples=1, temperature=1.0, top_k=None,
-                   top_p=None, seed=1337, out=sys.stdout, separator="\n---\n"):
-    """Write num_samples continuations of prompt to `out`, each token as soon as it is produced."""
+                   top_p=None, seed=1337, out=None, separator="\n---\n"):
+    """Write num_samples continuations of prompt to `out` (stdout), each token as soon as it is produced."""
+    out = out or sys.stdout
     if temperature < 0:
         raise UserError(f"temperature must be >= 0, got {temperature}", "use 0 for greedy, 1 for plain sampling")
     if top_k is not None and top_k < 1:
@@ -88,9 +89,10 @@ def _start_token(tokenizer):
 
 
 def sample_examples(model, tokenizer, num_samples=10, temperature=1.0, top_k=None, top_p=None, seed=1337,
-                    train_words=None, out=sys.stdout) -> list:
-    """Generate num_samples new examples of a line-per-example run, one per line. Those that occur in
-    train_words are marked "(in train)"; the others are new. Returns the examples."""
+                    train_words=None, out=None) -> list:
+    """Generate num_samples new examples of a line-per-example run, one per line, to `out` (stdout).
+    Those that occur in train_words are marked "(in train)"; the others are new. Returns the examples."""
+    out = out or sys.stdout
     boundary = int(tokenizer.encode("\n")[0])
     idx = torch.full((num_samples, 1), boundary, dtype=torch.long)
     generator = torch.Generator().manual_seed(seed)

@@ -1,12 +1,13 @@
-"""The numpy GPT (nanostack.grad) is the torch GPT's twin: same names, same loss, same gradients,
-same optimizer arithmetic, same greedy samples."""
+"""The numpy GPT and MLP (nanostack.grad) are the torch models' twins: same names, same loss, same
+gradients, same optimizer arithmetic, same greedy samples."""
 import numpy as np
 import pytest
 import torch
 
 from nanostack.grad import nn, optim
-from nanostack.models import GPT, GPTConfig
+from nanostack.models import GPT, MLP, GPTConfig, ModelConfig
 from nanostack.models.gpt_numpy import NumpyGPT, TorchFacade
+from nanostack.models.mlp_numpy import NumpyMLP
 
 CONFIG = GPTConfig(vocab_size=37, block_size=12, n_layer=2, n_head=2, n_embd=16)
 
@@ -140,3 +141,24 @@ def test_float32_model_trains():
         loss.backward()
         opt.step()
     assert loss.item() < 0.1
+
+
+def test_numpy_mlp_equals_the_torch_mlp():
+    config = ModelConfig(vocab_size=27, block_size=8, kind="mlp", n_embd=6, n_embd2=20)
+    torch.manual_seed(0)
+    reference = MLP(config).double()
+    nn.manual_seed(0)
+    model = NumpyMLP(config, dtype=np.float64)
+    model.load_state_dict({k: v.detach().numpy() for k, v in reference.state_dict().items()})
+    assert {k: v.shape for k, v in model.state_dict().items()} == \
+        {k: tuple(v.shape) for k, v in reference.state_dict().items()}
+    x, y = batch(config)
+    logits_ref, loss_ref = reference(x, y)
+    loss_ref.backward()
+    logits, loss = model(x.numpy(), y.numpy())
+    loss.backward()
+    np.testing.assert_allclose(logits.data, logits_ref.detach().numpy(), rtol=1e-6, atol=1e-12)
+    assert loss.item() == pytest.approx(loss_ref.item(), rel=1e-6)
+    grads = dict(model.named_parameters())
+    for name, p in reference.named_parameters():
+        np.testing.assert_allclose(grads[name].grad, p.grad.numpy(), rtol=1e-6, atol=1e-12, err_msg=name)

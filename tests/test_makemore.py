@@ -175,7 +175,8 @@ def test_counting_bigram_run_and_eval_are_consistent(capsys, names_file, tmp_pat
     (["--model", "cnn"], "unknown model 'cnn'"),
     (["--examples", "lines", "--tokenizer", "gpt2"], "tokenized by character"),
     (["--examples", "sometimes"], "unknown examples mode"),
-    (["--backend", "numpy", "--model", "gru"], "transformer only"),
+    (["--backend", "numpy", "--model", "gru"], "trains the transformer and the mlp"),
+    (["--backend", "numpy", "--model", "mlp", "--batchnorm"], "with batchnorm"),
 ])
 def test_bad_makemore_settings(capsys, names_file, tmp_path, args, message):
     code, _, err = run_cli(capsys, "train", "--out", tmp_path / "run", "--data", names_file, *args)

@@ -111,3 +111,20 @@ def test_clip_grad_norm_equals_torchs():
     for p, t in zip(params, theirs):
         np.testing.assert_allclose(p.grad, t.grad.numpy(), rtol=1e-12)
     assert optim.clip_grad_norm(params, 100.0) == pytest.approx(1.0, rel=1e-5)  # under the limit: unchanged
+
+
+def test_names_mlp_trains_on_numpy_and_samples_on_torch(capsys, tmp_path):
+    names = tmp_path / "names.txt"
+    names.write_text("\n".join(["emma", "olivia", "ava", "isabella", "sophia", "mia", "charlotte", "amelia"] * 4))
+    out = tmp_path / "run"
+    settings = {"data": str(names), "examples": "lines", "model": "mlp", "backend": "numpy", "n_embd": 8,
+                "n_embd2": 32, "batch_size": 8, "max_iters": 60, "eval_interval": 30, "eval_iters": 2,
+                "ckpt_interval": 30, "warmup_iters": 0, "learning_rate": 1e-2, "min_lr": 1e-3}
+    train(out, settings, log=quiet)
+    evals = [r["val_loss"] for r in map(json.loads, (out / "metrics.jsonl").read_text().splitlines())
+             if r["kind"] == "eval"]
+    assert evals[-1] < evals[0]
+    code, stdout, _ = run_cli(capsys, "sample", out, "--num-samples", 4)  # torch loads the numpy run
+    assert code == 0 and "are new" in stdout
+    code, stdout, _ = run_cli(capsys, "sample", out, "--num-samples", 4, "--backend", "numpy")
+    assert code == 0 and len(stdout.splitlines()) == 5

@@ -99,10 +99,10 @@ class NumpyGPT(nn.Module):
 
 
 class TorchFacade:
-    """A NumpyGPT behind the interface of gpt.GPT that generation.generate uses: torch ids in,
-    torch logits out. It lets the one sampler serve both backends."""
+    """A numpy model (NumpyGPT, NumpyMLP) behind the interface that generation.generate uses: torch
+    ids in, torch logits out. It lets the one sampler serve both backends."""
 
-    def __init__(self, model: NumpyGPT):
+    def __init__(self, model):
         self.model, self.config = model, model.config
 
     def __call__(self, idx, targets=None):

@@ -17,21 +17,25 @@ from nanostack.grad import functional as grad_functional
 from nanostack.grad import nn as grad_nn
 from nanostack.grad import no_grad as grad_no_grad
 from nanostack.grad import optim as grad_optim
-from nanostack.models import GPTConfig, build
+from nanostack.models import ModelConfig, build
 from nanostack.models.gpt_numpy import NumpyGPT, to_tensor_dict
+from nanostack.models.mlp_numpy import NumpyMLP
 from nanostack.train.optim import make_optimizer
 
 
+NUMPY_MODELS = {"transformer": NumpyGPT, "mlp": NumpyMLP}
+
+
 def is_numpy(model) -> bool:
-    return isinstance(model, NumpyGPT)
+    return isinstance(model, grad_nn.Module)
 
 
-def build_model(backend: str, config: GPTConfig, seed: int, device: str = "cpu"):
-    """A freshly initialised model of config.kind (numpy: the GPT only); the seed fixes the initial
-    weights and the dropout stream."""
+def build_model(backend: str, config: ModelConfig, seed: int, device: str = "cpu"):
+    """A freshly initialised model of config.kind (numpy: the transformer or the MLP); the seed fixes
+    the initial weights and the dropout stream."""
     if backend == "numpy":
         grad_nn.manual_seed(seed)
-        return NumpyGPT(config)
+        return NUMPY_MODELS[config.kind](config)
     torch.manual_seed(seed)
     return build(config).to(device)
 
@@ -71,7 +75,7 @@ def set_dropout_rng_state(model, state) -> None:
 
 def save_weights(model, path) -> None:
     if is_numpy(model):
-        save_numpy_weights(to_tensor_dict(model), str(path))
+        save_numpy_weights(to_tensor_dict(model) if isinstance(model, NumpyGPT) else model.state_dict(), str(path))
     else:
         save_model(model, str(path))  # stores tied weights once
 

@@ -98,9 +98,10 @@ class TrainConfig:
                 raise UserError("the numpy backend computes in float32 only", "use --dtype float32 or auto")
             if self.compile:
                 raise UserError("--compile is for the torch backend", "drop --compile, or use --backend torch")
-            if self.model != "transformer":
-                raise UserError(f"the numpy backend trains the transformer only, not {self.model}",
-                                "use --backend torch for the makemore models")
+            if self.model not in ("transformer", "mlp") or self.batchnorm:
+                raise UserError(f"the numpy backend trains the transformer and the mlp (no batchnorm), not "
+                                f"{self.model}{' with batchnorm' if self.batchnorm else ''}",
+                                "use --backend torch for the other makemore models")
         return self
 
 
