@@ -27,7 +27,7 @@ MAKEMORE = {
     "wavenet": (15_000, 1.993),  # the WaveNet lecture's validation figure (its own split and sizes)
     "transformer": (10_000, 1.972),
 }
-EXTRA = {"wavenet": {"n_embd": 24, "n_embd2": 128, "batchnorm": True}}  # the lecture's sizes
+EXTRA = {"wavenet": {"n_embd": 24, "n_embd2": 128, "batchnorm": True, "context": 8}}  # the lecture's sizes
 
 
 def run(model: str, scale: float, extra: dict) -> dict:

@@ -181,3 +181,15 @@ def test_counting_bigram_run_and_eval_are_consistent(capsys, names_file, tmp_pat
 def test_bad_makemore_settings(capsys, names_file, tmp_path, args, message):
     code, _, err = run_cli(capsys, "train", "--out", tmp_path / "run", "--data", names_file, *args)
     assert code == 2 and message in err
+
+
+@pytest.mark.parametrize("kind", ["mlp", "wavenet"])
+def test_context_limits_how_far_back_a_model_reads(kind):
+    torch.manual_seed(0)
+    model = build(ModelConfig(vocab_size=10, block_size=12, kind=kind, n_embd=4, n_embd2=8, context=4)).eval()
+    x = torch.randint(10, (1, 12))
+    changed = x.clone()
+    changed[0, 3] = (x[0, 3] + 1) % 10  # position 3 is within reach of positions 3..6 only
+    a, b = model(x)[0], model(changed)[0]
+    assert torch.equal(a[0, :3], b[0, :3]) and torch.equal(a[0, 7:], b[0, 7:])
+    assert not torch.equal(a[0, 3:7], b[0, 3:7])

@@ -16,3 +16,8 @@ class ModelConfig:
     dropout: float = 0.0
     bias: bool = True
     batchnorm: bool = False   # mlp and wavenet: BatchNorm after the hidden layer(s)
+    context: int = 0          # mlp and wavenet: how many tokens back they read (0: block_size)
+
+    @property
+    def context_width(self) -> int:
+        return self.context or self.block_size

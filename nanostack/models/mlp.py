@@ -1,7 +1,8 @@
 """MLP language model after Bengio et al. 2003: embed the last `block_size` tokens, concatenate
 the embeddings, one tanh hidden layer, then logits for the next token.
 
-It predicts every position of a sequence at once: position t sees tokens t-block_size+1 .. t,
+It predicts every position of a sequence at once: position t sees the `context` tokens up to t
+(context defaults to block_size),
 with a `blank` token (an extra row of the embedding table) standing in before the start.
 BatchNorm (optional) normalises the hidden layer over the positions that have a target, so
 padding changes nothing.
@@ -38,7 +39,7 @@ class MLP(nn.Module):
         super().__init__()
         self.config = config
         self.wte = nn.Embedding(config.vocab_size + 1, config.n_embd)  # + the blank token
-        self.hidden = nn.Linear(config.block_size * config.n_embd, config.n_embd2, bias=not config.batchnorm)
+        self.hidden = nn.Linear(config.context_width * config.n_embd, config.n_embd2, bias=not config.batchnorm)
         self.norm = MaskedBatchNorm(config.n_embd2) if config.batchnorm else None
         self.lm_head = nn.Linear(config.n_embd2, config.vocab_size)
 
@@ -47,7 +48,7 @@ class MLP(nn.Module):
 
     def forward(self, idx, targets=None):
         B, T = idx.shape
-        emb = self.wte(contexts(idx, self.config.block_size, self.config.vocab_size))  # (B, T, block, n_embd)
+        emb = self.wte(contexts(idx, self.config.context_width, self.config.vocab_size))  # (B, T, context, n_embd)
         h = self.hidden(emb.reshape(B, T, -1))
         if self.norm is not None:
             h = self.norm(h, None if targets is None else targets != -1)

@@ -17,7 +17,7 @@ class NumpyMLP(nn.Module):
             raise ValueError("the numpy MLP has no BatchNorm")
         self.config = config
         self.wte = nn.Embedding(config.vocab_size + 1, config.n_embd, dtype=dtype)  # + the blank token
-        self.hidden = nn.Linear(config.block_size * config.n_embd, config.n_embd2, dtype=dtype)
+        self.hidden = nn.Linear(config.context_width * config.n_embd, config.n_embd2, dtype=dtype)
         self.lm_head = nn.Linear(config.n_embd2, config.vocab_size, dtype=dtype)
 
     def num_params(self) -> int:
@@ -26,7 +26,7 @@ class NumpyMLP(nn.Module):
     def forward(self, idx, targets=None):
         idx = np.asarray(idx)
         B, T = idx.shape
-        width, blank = self.config.block_size, self.config.vocab_size
+        width, blank = self.config.context_width, self.config.vocab_size
         padded = np.pad(idx, ((0, 0), (width - 1, 0)), constant_values=blank)
         windows = sliding_window_view(padded, width, axis=1)  # (B, T, width): each position's context
         emb = self.wte(windows)

@@ -3,7 +3,8 @@
 Instead of squashing the whole context into one hidden layer at once (mlp.py), it fuses it
 slowly: embed the last `block_size` tokens, join neighbours in pairs and apply Linear + tanh,
 then join those in pairs again, and so on, until one vector remains: a tree of depth
-log2(block_size). block_size is rounded up to a power of two; blank tokens pad the start.
+log2(context). The context (default: block_size) is rounded up to a power of two; blank tokens
+pad the start.
 """
 import torch
 import torch.nn as nn
@@ -17,7 +18,7 @@ class WaveNet(nn.Module):
     def __init__(self, config: ModelConfig):
         super().__init__()
         self.config = config
-        self.width = 1 << max(1, (config.block_size - 1).bit_length())  # context read: a power of two
+        self.width = 1 << max(1, (config.context_width - 1).bit_length())  # context read: a power of two
         self.wte = nn.Embedding(config.vocab_size + 1, config.n_embd)  # + the blank token
         levels = self.width.bit_length() - 1
         sizes = [config.n_embd] + [config.n_embd2] * levels

@@ -35,6 +35,7 @@ class TrainConfig:
     n_embd: int = _f(128, "width of the residual stream (transformer) or of the token embeddings (others)")
     n_embd2: int = _f(64, "hidden width of mlp, rnn, gru, lstm and wavenet")
     batchnorm: bool = _f(False, "mlp and wavenet: BatchNorm on the hidden layers")
+    context: int = _f(0, "mlp and wavenet: how many tokens back they read (0: all of block_size)")
     block_size: int = _f(64, "context length in tokens")
     dropout: float = _f(0.0, "dropout probability, 0 to turn off")
     bias: bool = _f(True, "use biases in Linear and LayerNorm layers")
@@ -69,7 +70,7 @@ class TrainConfig:
         for name in positive:
             if getattr(self, name) <= 0:
                 raise UserError(f"{name} must be positive, got {getattr(self, name)}", f"set --{_flag(name)} > 0")
-        for name in ["learning_rate", "min_lr", "weight_decay", "grad_clip", "warmup_iters"]:
+        for name in ["learning_rate", "min_lr", "weight_decay", "grad_clip", "warmup_iters", "context"]:
             if getattr(self, name) < 0:
                 raise UserError(f"{name} must not be negative, got {getattr(self, name)}", f"set --{_flag(name)} >= 0")
         for name in ["dropout", "beta1", "beta2"]:

@@ -64,7 +64,7 @@ def autocast_for(device: str, dtype: str):
 def model_config(cfg: TrainConfig, vocab_size: int, block_size: int) -> ModelConfig:
     return ModelConfig(vocab_size=vocab_size, block_size=block_size, kind=cfg.model, n_layer=cfg.n_layer,
                        n_head=cfg.n_head, n_embd=cfg.n_embd, n_embd2=cfg.n_embd2, dropout=cfg.dropout, bias=cfg.bias,
-                       batchnorm=cfg.batchnorm)
+                       batchnorm=cfg.batchnorm, context=cfg.context)
 
 
 def open_run_dir(out: Path, cfg_overrides: dict, preset, resume: bool, force: bool) -> TrainConfig:
