@@ -30,6 +30,19 @@ def batch(config=CONFIG, seed=0, batch_size=3):
     return x, y
 
 
+def assert_same_loss_and_gradients(reference, model, x, y):
+    """The torch model and its numpy twin give the same logits, loss and gradient of every parameter."""
+    logits_ref, loss_ref = reference(x, y)
+    loss_ref.backward()
+    logits, loss = model(x.numpy(), y.numpy())
+    loss.backward()
+    np.testing.assert_allclose(logits.data, logits_ref.detach().numpy(), rtol=1e-6, atol=1e-12)
+    assert loss.item() == pytest.approx(loss_ref.item(), rel=1e-6)
+    grads = dict(model.named_parameters())
+    for name, p in reference.named_parameters():
+        np.testing.assert_allclose(grads[name].grad, p.grad.numpy(), rtol=1e-6, atol=1e-12, err_msg=name)
+
+
 def test_state_dict_names_and_shapes_equal_the_torch_gpts():
     reference, model = twins()
     theirs = {k: tuple(v.shape) for k, v in reference.state_dict().items()}
@@ -43,15 +56,7 @@ def test_loss_and_every_gradient_equal_torchs(bias):
     config = GPTConfig(**{**CONFIG.__dict__, "bias": bias})
     reference, model = twins(config)
     x, y = batch(config)
-    logits_ref, loss_ref = reference(x, y)
-    loss_ref.backward()
-    logits, loss = model(x.numpy(), y.numpy())
-    loss.backward()
-    np.testing.assert_allclose(logits.data, logits_ref.detach().numpy(), rtol=1e-6, atol=1e-12)
-    assert loss.item() == pytest.approx(loss_ref.item(), rel=1e-6)
-    grads = dict(model.named_parameters())
-    for name, p in reference.named_parameters():
-        np.testing.assert_allclose(grads[name].grad, p.grad.numpy(), rtol=1e-6, atol=1e-12, err_msg=name)
+    assert_same_loss_and_gradients(reference, model, x, y)
 
 
 def test_one_adamw_step_leaves_identical_weights():
@@ -153,12 +158,4 @@ def test_numpy_mlp_equals_the_torch_mlp():
     assert {k: v.shape for k, v in model.state_dict().items()} == \
         {k: tuple(v.shape) for k, v in reference.state_dict().items()}
     x, y = batch(config)
-    logits_ref, loss_ref = reference(x, y)
-    loss_ref.backward()
-    logits, loss = model(x.numpy(), y.numpy())
-    loss.backward()
-    np.testing.assert_allclose(logits.data, logits_ref.detach().numpy(), rtol=1e-6, atol=1e-12)
-    assert loss.item() == pytest.approx(loss_ref.item(), rel=1e-6)
-    grads = dict(model.named_parameters())
-    for name, p in reference.named_parameters():
-        np.testing.assert_allclose(grads[name].grad, p.grad.numpy(), rtol=1e-6, atol=1e-12, err_msg=name)
+    assert_same_loss_and_gradients(reference, model, x, y)
