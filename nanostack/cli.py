@@ -31,8 +31,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="tokenizer to prepare the shards with: char, bpe:VOCAB_SIZE, gpt2 or a tokenizer .json "
                         "file (default: char)")
 
-    t = sub.add_parser("train", help="train a GPT on a corpus",
-                       description="Train a GPT. Settings come from the defaults, then --config, then the flags "
+    t = sub.add_parser("train", help="train a model (a GPT, or a makemore model) on a corpus",
+                       description="Train a model (--model). Settings come from the defaults, then --config, then the "
+                                   "flags "
                                    "below; the run folder keeps everything needed to resume and sample.")
     t.add_argument("--out", required=True, help="run folder for config, checkpoints and metrics")
     t.add_argument("--config", help="a preset name (cpu_small, shakespeare_char) or a TOML file of settings")
@@ -165,10 +166,12 @@ def run(argv) -> int:
         if args.backend == "numpy" and args.device != "cpu":
             raise UserError(f"the numpy backend samples on the CPU, not on {args.device}", "drop --device")
         model, tokenizer = load_run(args.run_dir, args.checkpoint, resolve_device(args.device), args.backend)
-        lines = line_examples_of(args.run_dir)
-        if lines is not None and not args.prompt:
+        is_lines, train_words = line_examples_of(args.run_dir)
+        if is_lines and not args.prompt:
+            if train_words is None:
+                print("note: the run's data cannot be read, so samples are not checked against it", file=sys.stderr)
             sample_examples(model, tokenizer, args.num_samples or 10, args.temperature, args.top_k, args.top_p,
-                            args.seed, train_words=lines)
+                            args.seed, train_words=train_words)
         else:
             stream_samples(model, tokenizer, args.prompt, args.max_new_tokens, args.num_samples or 1,
                            args.temperature, args.top_k, args.top_p, args.seed)

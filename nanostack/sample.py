@@ -114,15 +114,14 @@ def sample_examples(model, tokenizer, num_samples=10, temperature=1.0, top_k=Non
 
 
 def line_examples_of(run_dir):
-    """The training examples of a line-per-example run (to mark samples that are not new), or None for a
-    stream run. An empty list when the data can no longer be read."""
+    """(is a line-per-example run, its training examples or None when its data can no longer be read)."""
     config = read_json(Path(run_dir) / "config.json", "run config")
     if config.get("data_mode") != "lines":
-        return None
+        return False, None
     from nanostack.data import read_examples  # noqa: PLC0415
 
     train = config.get("train", {})
     try:
-        return read_examples(train["data"], train["seed"]).train_words
+        return True, read_examples(train["data"], train["seed"]).train_words
     except (UserError, KeyError):
-        return []
+        return True, None

@@ -87,7 +87,8 @@ class BPETokenizer:
 
     @property
     def vocab_size(self) -> int:
-        return len(self.vocab) + len(self.special_tokens)
+        """One more than the largest id: the size of a model's embedding table for these tokens."""
+        return max([len(self.vocab) - 1, *self.special_tokens.values()]) + 1
 
     # ---- encoding ---------------------------------------------------------------------------
     def encode(self, text: str, allowed_special="none_raise") -> list:
@@ -206,7 +207,8 @@ class BPETokenizer:
     @classmethod
     def from_dict(cls, d: dict, source="tokenizer file") -> "BPETokenizer":
         if d.get("kind") != cls.kind:
-            raise UserError(f"{source} is not a BPE tokenizer (kind {d.get('kind')!r})", "point at a BPE tokenizer file")
+            raise UserError(f"{source} is not a BPE tokenizer (kind {d.get('kind')!r})",
+                            "point at a BPE tokenizer file")
         if d.get("version") != FORMAT_VERSION:
             raise UserError(f"{source} has format version {d.get('version')!r}; this nanostack reads {FORMAT_VERSION}",
                             "re-train or re-save the tokenizer with this version")
@@ -218,7 +220,8 @@ class BPETokenizer:
             if not isinstance(pattern, str):
                 raise TypeError("pattern is not a string")
         except (KeyError, TypeError, ValueError) as e:
-            raise UserError(f"{source} is malformed ({type(e).__name__}: {e})", "restore it or train it again") from None
+            raise UserError(f"{source} is malformed ({type(e).__name__}: {e})",
+                            "restore it or train it again") from None
         _check_merges(merges, byte_ids, source)
         return cls(merges, resolve_pattern(pattern) if pattern else "", specials, byte_ids)
 

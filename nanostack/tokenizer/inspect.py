@@ -63,13 +63,14 @@ def token_stats(tokenizer, text: str, top=20, show_unused=20) -> dict:
     n_bytes = len(text.encode("utf-8"))
     unused = [i for i in range(tokenizer.vocab_size) if i not in counts]
     frequent = counts.most_common(top)
+    frequent_pieces = token_pieces(tokenizer, [i for i, _ in frequent])
     return {
         "characters": len(text), "bytes": n_bytes, "tokens": len(ids),
         "bytes_per_token": n_bytes / max(1, len(ids)),
         "characters_per_token": len(text) / max(1, len(ids)),
         "compression_ratio": n_bytes / max(1, len(ids)),  # bytes in per token out: 1.0 means no compression
         "vocab_size": tokenizer.vocab_size, "tokens_used": len(counts), "tokens_unused": len(unused),
-        "most_frequent": [(i, piece, c) for (i, c), piece in zip(frequent, token_pieces(tokenizer, [i for i, _ in frequent]))],
+        "most_frequent": [(i, piece, c) for (i, c), piece in zip(frequent, frequent_pieces)],
         "unused_examples": list(zip(unused[:show_unused], token_pieces(tokenizer, unused[:show_unused]))),
     }
 

@@ -38,7 +38,7 @@ def find_checkpoint(run_dir: Path, name: str):
 
 
 def load_weights(model, path: Path) -> None:
-    """Load safetensors weights into model (torch or numpy GPT), with a clear error for every way the
+    """Load safetensors weights into a model (torch or numpy), with a clear error for every way the
     file can be wrong."""
     if not path.is_file():
         raise UserError(f"checkpoint {path} is missing", "train the run first, or point at another run")

@@ -1,9 +1,11 @@
-"""The training loop: data -> GPT -> AdamW, with evaluation, checkpoints and exact resume.
+"""The training loop: data -> model -> AdamW, with evaluation, checkpoints and exact resume.
 
-The GPT runs on torch or, with --backend numpy, on nanostack.grad (backends.py holds the
+The data is a stream of tokens (shards) or one example per line (examples); the model is the GPT
+or a makemore model, on torch or, with --backend numpy, on nanostack.grad (backends.py holds the
 differences). Every random draw comes from two streams, both saved in each checkpoint: the data
-generator (batch offsets) and the dropout generator (torch's global one, or numpy's). Restoring them with the weights and
-optimizer state makes a resumed run take exactly the steps an uninterrupted one would.
+generator (batch offsets) and the dropout generator (torch's global one, or numpy's). Restoring
+them with the weights and optimizer state makes a resumed run take exactly the steps an
+uninterrupted one would.
 """
 import json
 import math
@@ -73,7 +75,8 @@ def open_run_dir(out: Path, cfg_overrides: dict, preset, resume: bool, force: bo
     if resume:
         if not is_run:
             raise UserError(f"there is no run to resume at {out}", "drop --resume to start a new run there")
-        saved = config_from_dict(read_json(out / "config.json", "run config").get("train", {}), str(out / "config.json"))
+        path = out / "config.json"
+        saved = config_from_dict(read_json(path, "run config").get("train", {}), str(path))
         cfg = make_config(preset, cfg_overrides, base=saved)
         if cfg.backend != saved.backend:
             raise UserError(f"{out} was trained with the {saved.backend} backend, not {cfg.backend}",
