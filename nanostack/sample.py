@@ -2,6 +2,7 @@
 line-per-example runs) generate new examples and say which ones the training data already holds."""
 import codecs
 import sys
+from itertools import chain
 from pathlib import Path
 
 import torch
@@ -48,14 +49,9 @@ def stream_samples(model, tokenizer, prompt="", max_new_tokens=500, num_samples=
                    top_p=None, seed=1337, out=None, separator="\n---\n"):
     """Write num_samples continuations of prompt to `out` (stdout), each token as soon as it is produced."""
     out = out or sys.stdout
-    if temperature < 0:
-        raise UserError(f"temperature must be >= 0, got {temperature}", "use 0 for greedy, 1 for plain sampling")
-    if top_k is not None and top_k < 1:
-        raise UserError(f"top_k must be at least 1, got {top_k}", "drop --top-k or give a positive number")
-    if top_p is not None and not 0 < top_p <= 1:
-        raise UserError(f"top_p must be in (0, 1], got {top_p}", "use e.g. --top-p 0.9")
+    check_sampling(temperature, top_k, top_p)
     ids = tokenizer.encode(prompt) if prompt else _start_token(tokenizer)
-    device = model.lm_head.weight.device if isinstance(model, torch.nn.Module) else "cpu"
+    device = device_of(model)
     idx = torch.tensor([list(ids)], dtype=torch.long, device=device)
     generator = torch.Generator(device=device).manual_seed(seed)
     for i in range(num_samples):
@@ -69,6 +65,23 @@ def stream_samples(model, tokenizer, prompt="", max_new_tokens=500, num_samples=
         out.write(text_of([], final=True))
     out.write("\n")
     out.flush()
+
+
+def check_sampling(temperature, top_k, top_p) -> None:
+    if temperature < 0:
+        raise UserError(f"temperature must be >= 0, got {temperature}", "use 0 for greedy, 1 for plain sampling")
+    if top_k is not None and top_k < 1:
+        raise UserError(f"top_k must be at least 1, got {top_k}", "drop --top-k or give a positive number")
+    if top_p is not None and not 0 < top_p <= 1:
+        raise UserError(f"top_p must be in (0, 1], got {top_p}", "use e.g. --top-p 0.9")
+
+
+def device_of(model):
+    """Where a model's weights are: its first parameter's or buffer's device (numpy models: the CPU)."""
+    if isinstance(model, torch.nn.Module):
+        for tensor in chain(model.parameters(), model.buffers()):
+            return tensor.device
+    return torch.device("cpu")
 
 
 def _stream_decoder(tokenizer):
@@ -93,9 +106,11 @@ def sample_examples(model, tokenizer, num_samples=10, temperature=1.0, top_k=Non
     """Generate num_samples new examples of a line-per-example run, one per line, to `out` (stdout).
     Those that occur in train_words are marked "(in train)"; the others are new. Returns the examples."""
     out = out or sys.stdout
+    check_sampling(temperature, top_k, top_p)
     boundary = int(tokenizer.encode("\n")[0])
-    idx = torch.full((num_samples, 1), boundary, dtype=torch.long)
-    generator = torch.Generator().manual_seed(seed)
+    device = device_of(model)
+    idx = torch.full((num_samples, 1), boundary, dtype=torch.long, device=device)
+    generator = torch.Generator(device=device).manual_seed(seed)
     steps = model.config.block_size - 1  # the longest example the model has seen
     new = torch.cat(list(generate(model, idx, steps, temperature, top_k, top_p, generator)), dim=1).tolist()
     known = set(train_words or ())

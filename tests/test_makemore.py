@@ -193,3 +193,15 @@ def test_context_limits_how_far_back_a_model_reads(kind):
     a, b = model(x)[0], model(changed)[0]
     assert torch.equal(a[0, :3], b[0, :3]) and torch.equal(a[0, 7:], b[0, 7:])
     assert not torch.equal(a[0, 3:7], b[0, 3:7])
+
+
+@pytest.mark.parametrize("kind", ["bigram", "bigram_counts", "lstm"])
+def test_makemore_models_train_and_sample_on_a_stream_too(capsys, corpus, tmp_path, kind):
+    out = tmp_path / "run"
+    train(out, {"data": str(corpus), "model": kind, "n_embd": 8, "n_embd2": 16, "block_size": 16, "batch_size": 4,
+                "max_iters": 10, "eval_interval": 5, "eval_iters": 2, "ckpt_interval": 5, "device": "cpu"},
+          log=quiet)
+    code, stdout, _ = run_cli(capsys, "sample", out, "--prompt", "the", "--max-new-tokens", 20)
+    assert code == 0 and stdout.startswith("the") and len(stdout) == len("the") + 20 + 1
+    code, _, err = run_cli(capsys, "sample", tmp_path / "run", "--temperature", -1)
+    assert code == 2 and "temperature" in err
