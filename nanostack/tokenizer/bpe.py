@@ -15,7 +15,7 @@ import json
 import os
 from array import array
 from itertools import chain, repeat
-from multiprocessing import get_context
+from multiprocessing import get_all_start_methods, get_context
 
 import regex
 
@@ -163,7 +163,8 @@ class BPETokenizer:
         workers = workers or os.cpu_count() or 1
         if workers == 1 or len(texts) < 2 or sum(map(len, texts)) < PARALLEL_MIN_CHARS:
             return [self.encode(t, allowed_special) for t in texts]
-        with get_context("fork" if "fork" in _start_methods() else "spawn").Pool(
+        # fork hands each worker this tokenizer (and its chunk cache) without pickling it
+        with get_context("fork" if "fork" in get_all_start_methods() else "spawn").Pool(
                 workers, initializer=_set_worker_tokenizer, initargs=(self,)) as pool:
             chunksize = max(1, len(texts) // (workers * 4))
             packed = pool.starmap(_encode_in_worker, [(t, allowed_special) for t in texts], chunksize=chunksize)
@@ -243,12 +244,6 @@ def _check_merges(merges, byte_ids, source):
         if not (0 <= a < 256 + i and 0 <= b < 256 + i):
             raise UserError(f"{source}: merge {i} ({a}, {b}) uses a token that does not exist yet",
                             "restore the file or train it again")
-
-
-def _start_methods():
-    import multiprocessing  # noqa: PLC0415
-
-    return multiprocessing.get_all_start_methods()
 
 
 _worker_tokenizer = None
