@@ -122,7 +122,7 @@ def test_written_out_cells_equal_torchs(ours, theirs):
 
 @pytest.mark.parametrize("kind, batchnorm", [(k, False) for k in KINDS] + [("mlp", True), ("wavenet", True)])
 def test_masked_padding_does_not_change_the_loss(kind, batchnorm):
-    """More padding, or other tokens in the padded places, leave the loss and the gradients as they were."""
+    """More padding, or other tokens in the padded places, leave the loss as it was."""
     tok, x, y = tensors(["ava", "isabella", "mia"])
     torch.manual_seed(0)
     model = build(tiny_config(kind, tok, 16, batchnorm=batchnorm))
