@@ -4,7 +4,7 @@
 
 Two models, each built on both engines with the same weights and fed the same batches:
 - the cpu_small GPT (4 layers, 4 heads, 128 wide, block 64, batch 12, vocab 65), through the
-  trainer's own model and optimizer builders (backends.py);
+  same model and optimizer builders the trainer uses (models/engines.py, train/optimizer.py);
 - makemore's names MLP at its default sizes (context 16 characters, 64-wide embeddings, hidden 64,
   vocab 27, batch 32, predicting every position): models/mlp.py and models/mlp_numpy.py.
 The engines alternate, `--rounds` times, so both see the same machine noise. Prints one JSON line
@@ -20,7 +20,8 @@ import torch
 
 from nanostack.cpu import keep_freed_memory
 from nanostack.models import GPTConfig, ModelConfig
-from nanostack.train.backends import build_model, build_optimizer
+from nanostack.models.engines import build_model
+from nanostack.train.optimizer import make_optimizer
 
 NAMES = dict(vocab=27, context=16, n_embd=64, hidden=64, batch=32)
 
@@ -36,14 +37,17 @@ def time_steps(step, steps) -> float:
     return 1000 * statistics.median(times)
 
 
+def adamw(backend, model, weight_decay):
+    return make_optimizer(model, 1e-3, weight_decay, (0.9, 0.99), "cpu", numpy=backend == "numpy")
+
+
 def gpt_steps():
     config = GPTConfig(vocab_size=65, block_size=64, n_layer=4, n_head=4, n_embd=128)
     models = {backend: build_model(backend, config, seed=0) for backend in ("torch", "numpy")}
     models["numpy"].load_state_dict({k: v.detach().numpy() for k, v in models["torch"].state_dict().items()})
     g = torch.Generator().manual_seed(0)
     x, y = (torch.randint(65, (12, 64), generator=g) for _ in range(2))
-    return {backend: make_step(model, build_optimizer(model, 1e-3, 0.1, (0.9, 0.99), "cpu"), x, y)
-            for backend, model in models.items()}
+    return {backend: make_step(model, adamw(backend, model, 0.1), x, y) for backend, model in models.items()}
 
 
 def names_steps():
@@ -55,8 +59,7 @@ def names_steps():
     x, y = (torch.randint(NAMES["vocab"], (NAMES["batch"], NAMES["context"]), generator=g) for _ in range(2))
     same = np.isclose(models["numpy"](x, y)[1].item(), models["torch"](x, y)[1].item(), rtol=1e-5)
     assert same, "the two names MLPs disagree: the benchmark would compare different work"
-    return {backend: make_step(model, build_optimizer(model, 1e-3, 0.01, (0.9, 0.99), "cpu"), x, y)
-            for backend, model in models.items()}
+    return {backend: make_step(model, adamw(backend, model, 0.01), x, y) for backend, model in models.items()}
 
 
 def make_step(model, optimizer, x, y):

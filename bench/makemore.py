@@ -45,11 +45,11 @@ def run(model: str, steps: int, reference, scale: float, extra: dict) -> dict:
                                        **EXTRA.get(model, {}), **extra},
                         preset="names", log=lambda *a: None)
         seconds = time.time() - t0
-        result = evaluate_run(f"{out}/run", "latest")
+        result = evaluate_run(f"{out}/run", "latest", splits=["train", "test"])
         batch_means = makemore_style_test_loss(f"{out}/run")
     return {"model": model, "steps": steps, "test_nll": round(result["test_nll"], 4), "makemore": reference,
             "test_nll_batch_means": round(batch_means, 4),
-            "train_nll": round(result["train_nll"], 4), "test_in_train": result["test_in_train"],
+            "train_nll": round(result["train_nll"], 4), "test_in_train": result["heldout_in_train"],
             "params": summary["params"], "seconds": round(seconds, 1),
             "ms_per_step": round(summary["ms_per_step_median"], 2) if summary["ms_per_step_median"] else None}
 
@@ -57,13 +57,12 @@ def run(model: str, steps: int, reference, scale: float, extra: dict) -> dict:
 def makemore_style_test_loss(run_dir) -> float:
     """makemore's own estimator: the mean of the mean losses of 10 batches of 100 test names (ours is the
     mean over every test token; names differ in length, so the two differ a little)."""
-    from nanostack.data import read_examples
-    from nanostack.sample import load_run
-    from nanostack.train.evaluate import example_nll
+    from nanostack.loss import example_losses
+    from nanostack.run import open_run
 
-    model, _ = load_run(run_dir, "latest")
-    x, y = read_examples("names", 3407).tensors("test")
-    total, count = example_nll(model, x, y)
+    run = open_run(run_dir)
+    model = run.load_model("latest")
+    total, count = example_losses(model, run.dataset(), "test", model.config.block_size)
     return sum((total[i:i + 100].sum() / count[i:i + 100].sum()).item() for i in range(0, 1000, 100)) / 10
 
 

@@ -18,10 +18,9 @@ import sys
 import tempfile
 import time
 
-from nanostack.data import prepare_shards
-from nanostack.sample import load_run
+from nanostack.loss import split_loss
+from nanostack.run import open_run
 from nanostack.train import train
-from nanostack.train.evaluate import split_loss
 
 NANOGPT_ARGS = ["config/train_shakespeare_char.py", "--device=cpu", "--compile=False", "--eval_iters=20",
                 "--log_interval=1", "--block_size=64", "--batch_size=12", "--n_layer=4", "--n_head=4",
@@ -32,8 +31,9 @@ def run_nanostack(max_iters: int, seed: int) -> dict:
     with tempfile.TemporaryDirectory() as out:
         s = train(f"{out}/run", {"data": "shakespeare", "max_iters": max_iters, "lr_decay_iters": max_iters,
                                  "seed": seed}, preset="cpu_small", log=lambda *a: None)
-        model, _ = load_run(f"{out}/run", "latest")
-    full = split_loss(model, prepare_shards("shakespeare", log=lambda *a: None).val, model.config.block_size)
+        run = open_run(f"{out}/run")
+        model = run.load_model("latest")
+        full = split_loss(model, run.dataset(), "val", model.config.block_size)
     return {"impl": "nanostack", "max_iters": max_iters, "seed": seed,
             "ms_per_step_median": round(s["ms_per_step_median"], 2), "val_loss": round(s["val_loss"], 4),
             "val_loss_full": round(full, 4), "total_s": round(s["elapsed_s"], 1)}

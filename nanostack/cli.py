@@ -3,7 +3,8 @@ import argparse
 import sys
 from dataclasses import fields
 
-from nanostack.errors import UserError
+from nanostack import __version__
+from nanostack.errors import Interrupted, UserError
 
 EXIT_USER_ERROR = 2
 EXIT_INTERRUPTED = 130
@@ -15,10 +16,11 @@ class Parser(argparse.ArgumentParser):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from nanostack.data import BUILTINS
-    from nanostack.train.config import TrainConfig
+    from nanostack.data.sources import BUILTINS
+    from nanostack.run.config import TrainConfig, preset_names
 
     parser = Parser(prog="nanostack", description="Train small language models on your own text, from scratch.")
+    parser.add_argument("--version", action="version", version=f"nanostack {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=Parser, metavar="COMMAND")
 
     p = sub.add_parser("prepare", help="tokenize a corpus into cached train/val shards",
@@ -36,7 +38,7 @@ def build_parser() -> argparse.ArgumentParser:
                                    "flags "
                                    "below; the run folder keeps everything needed to resume and sample.")
     t.add_argument("--out", required=True, help="run folder for config, checkpoints and metrics")
-    t.add_argument("--config", help="a preset name (cpu_small, shakespeare_char) or a TOML file of settings")
+    t.add_argument("--config", help=f"a preset name ({', '.join(preset_names())}) or a TOML file of settings")
     t.add_argument("--resume", action="store_true", help="continue the run in --out from its latest checkpoint")
     t.add_argument("--force", action="store_true", help="start over even if --out already holds a run")
     for f in fields(TrainConfig):
@@ -63,18 +65,22 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--seed", type=int, default=1337, help="random seed for sampling (default: 1337)")
     s.add_argument("--checkpoint", choices=("best", "latest"), default="best",
                    help="which checkpoint to load (default: best, the lowest val loss)")
-    s.add_argument("--device", default="cpu", help="device to sample on: cpu, cuda, mps (default: cpu)")
+    s.add_argument("--device", default="auto",
+                   help="device to sample on: auto, cpu, cuda, cuda:N or mps (default: auto, as train)")
     s.add_argument("--backend", choices=("torch", "numpy"), default="torch",
                    help="engine to sample with: torch, or numpy (nanostack.grad, CPU only); either loads a "
                         "checkpoint trained on either (default: torch)")
     e = sub.add_parser("eval", help="the exact loss of a run on its held-out data",
-                       description="Evaluate a run: the mean NLL per token over every test example (line-per-example "
-                                   "runs, with how many test examples also occur in train), or the loss over the "
-                                   "whole val split.")
+                       description="Evaluate a run on the data it trained on (checked unchanged, with the run's own "
+                                   "tokenizer): the mean NLL per token over every held-out example (every window of a "
+                                   "stream), with how many held-out examples also occur in train.")
     e.add_argument("run_dir", metavar="RUN_DIR", help="the --out folder of `nanostack train`")
     e.add_argument("--checkpoint", choices=("best", "latest"), default="best", help="which checkpoint (default: best)")
+    e.add_argument("--splits", default=None, metavar="SPLITS",
+                   help="comma-separated splits to score: train, and val/test (the held-out split; the default)")
     e.add_argument("--per-example", metavar="PATH",
-                   help="line-per-example runs: write every example's NLL (train and test) to this TSV, hardest first")
+                   help="write every scored example's NLL to this TSV (split, id, source, offset, text), hardest first")
+    e.add_argument("--device", default="auto", help="device to evaluate on: auto, cpu, cuda, cuda:N or mps")
     add_tokenizer_commands(sub)
     return parser
 
@@ -105,6 +111,9 @@ def add_tokenizer_commands(sub) -> None:
     ks.choices["encode"].add_argument("--allowed-special", default="none_raise", choices=("none_raise", "none", "all"),
                                       help="special-token text: refuse it, encode it as text, or as special tokens")
     ks.choices["show"].add_argument("--html", metavar="PATH", help="also write the coloured text as a web page")
+    ks.choices["show"].add_argument("--color", choices=("auto", "always", "never"), default="auto",
+                                    help="colour the tokens: on a terminal (auto), always, or never "
+                                         "(tokens in [brackets]) (default: auto)")
     ks.choices["stats"].add_argument("--data", help="measure on this corpus instead (a built-in name, file or folder)")
     ks.choices["stats"].add_argument("--top", type=int, default=20, help="how many frequent tokens to list")
     d = ks.add_parser("decode", help="print the text of token ids", description="Print the text of token ids.")
@@ -116,7 +125,11 @@ def run_tokenizer(args) -> None:
     from nanostack.tokenizer import commands
 
     if args.action == "train":
-        commands.train(args.data, args.vocab_size, args.out, args.pattern, args.special, args.force)
+        from nanostack.data import load_corpus
+        from nanostack.data.shards import split_corpus
+
+        train_text, _ = split_corpus(load_corpus(args.data))
+        commands.train(train_text, args.vocab_size, args.out, args.pattern, args.special, args.force)
     elif args.action == "decode":
         print(commands.decode(args.tokenizer, args.ids))
     elif args.action == "stats" and args.data:
@@ -131,7 +144,8 @@ def run_tokenizer(args) -> None:
         elif args.action == "stats":
             print(commands.stats(args.tokenizer, text, args.top))
         else:
-            sys.stdout.write(commands.show(args.tokenizer, text, args.html))
+            colour = args.color == "always" or args.color == "auto" and sys.stdout.isatty()
+            sys.stdout.write(commands.show(args.tokenizer, text, args.html, colour=colour))
 
 
 def run(argv) -> int:
@@ -147,51 +161,57 @@ def run(argv) -> int:
         print(f"tokenizer {m['tokenizer']}: vocab {m['vocab_size']}; "
               f"train {m['train_tokens']:,} tokens, val {m['val_tokens']:,} tokens")
     elif args.command == "train":
+        from nanostack.run.config import FIELDS
         from nanostack.train import train
-        from nanostack.train.config import FIELDS
 
         overrides = {k: v for k, v in vars(args).items() if k in FIELDS}
         summary = train(args.out, overrides, args.config, resume=args.resume, force=args.force)
+        best = f"; best val loss {summary['best_val_loss']:.4f}" if summary["best_val_loss"] is not None else ""
         val = f"; val loss {summary['val_loss']:.4f}" if summary["val_loss"] is not None else ""
-        print(f"run at step {summary['step']}{val}; run folder {summary['run_dir']}")
+        print(f"run at step {summary['step']}{val}{best}; {summary['elapsed_s']:.0f}s; "
+              f"run folder {summary['run_dir']}")
         print(f"sample it with: nanostack sample {summary['run_dir']}")
     elif args.command == "tokenizer":
         run_tokenizer(args)
     elif args.command == "sample":
-        from nanostack.sample import line_examples_of, load_run, sample_examples, stream_samples
-        from nanostack.train.trainer import resolve_device
+        from nanostack.models.engines import resolve_device
+        from nanostack.sample import sample_run
 
         if args.max_new_tokens < 0 or (args.num_samples is not None and args.num_samples < 1):
             raise UserError("--max-new-tokens must be >= 0 and --num-samples >= 1", "fix the numbers")
-        if args.backend == "numpy" and args.device != "cpu":
+        if args.backend == "numpy" and args.device not in ("cpu", "auto"):
             raise UserError(f"the numpy backend samples on the CPU, not on {args.device}", "drop --device")
-        model, tokenizer = load_run(args.run_dir, args.checkpoint, resolve_device(args.device), args.backend)
-        is_lines, train_words = line_examples_of(args.run_dir)
-        if is_lines and not args.prompt:
-            if train_words is None:
-                print("note: the run's data cannot be read, so samples are not checked against it", file=sys.stderr)
-            sample_examples(model, tokenizer, args.num_samples or 10, args.temperature, args.top_k, args.top_p,
-                            args.seed, train_words=train_words)
-        else:
-            stream_samples(model, tokenizer, args.prompt, args.max_new_tokens, args.num_samples or 1,
-                           args.temperature, args.top_k, args.top_p, args.seed)
+        device = "cpu" if args.backend == "numpy" else resolve_device(args.device)
+        sample_run(args.run_dir, args.prompt, args.max_new_tokens, args.num_samples, args.temperature, args.top_k,
+                   args.top_p, args.seed, args.checkpoint, device, args.backend,
+                   warn=lambda message: print(message, file=sys.stderr))
     elif args.command == "eval":
-        from nanostack.evaluate import evaluate_run
+        from nanostack.evaluate import evaluate_run, parse_splits
+        from nanostack.models.engines import resolve_device
 
-        result = evaluate_run(args.run_dir, args.checkpoint, args.per_example)
-        if result["split"] == "val":
-            print(f"val loss (whole split): {result['loss']:.4f}")
-        else:
-            print(f"test NLL per token: {result['test_nll']:.4f} over {result['test_examples']} test examples "
-                  f"({result['test_in_train']} of them also occur in train); train NLL {result['train_nll']:.4f}")
-        if result.get("per_example"):
-            print(f"per-example NLL written to {result['per_example']}")
+        splits = parse_splits(args.splits) if args.splits else None
+        result = evaluate_run(args.run_dir, args.checkpoint, args.per_example, splits, resolve_device(args.device))
+        print(format_eval(result))
     return 0
 
 
-def main(argv=None) -> int:
-    from nanostack.train.trainer import Interrupted
+def format_eval(result: dict) -> str:
+    heldout = result["heldout"]
+    lines = []
+    for split in ("train", heldout):
+        if f"{split}_nll" not in result:
+            continue
+        line = (f"{split} NLL per token: {result[f'{split}_nll']:.4f} over {result[f'{split}_examples']:,} {split} "
+                f"{result['unit']} ({result[f'{split}_tokens']:,} tokens)")
+        if split == heldout and result["heldout_in_train"] is not None:
+            line += f"; {result['heldout_in_train']} of them also occur in train"
+        lines.append(line)
+    if result.get("per_example"):
+        lines.append(f"per-example NLL written to {result['per_example']}")
+    return "\n".join(lines)
 
+
+def main(argv=None) -> int:
     try:
         return run(sys.argv[1:] if argv is None else argv)
     except UserError as e:

@@ -1,58 +1,65 @@
-"""`nanostack eval RUN_DIR`: the exact loss of a run on its held-out data.
+"""`nanostack eval RUN_DIR`: the exact loss of a run on the data it trained on.
 
-For a line-per-example run: the mean NLL per token over every test example, next to how many
-test examples also occur in train (names.txt repeats names, so some "test" names are not new).
-It can also write the NLL of every example, train and test, to a file: the hardest and the
-most surprising examples are where a data engine starts. For a stream run: the loss over the
-whole val split.
+Every example (or stream window) of the held-out split is scored once, and the mean NLL per token
+reported; for example-per-row data, with how many held-out examples also occur in train (names.txt
+repeats names, so some "test" names are not new). `--splits train,test` adds the training split.
+It can also write the NLL of every example to a TSV, with the example's stable id and place in the
+source, so it can be joined with other scores: the hardest and most surprising examples are where
+a data engine starts.
 """
 import csv
 from pathlib import Path
 
-from nanostack.data import read_examples
-from nanostack.data.shards import prepare_shards
 from nanostack.errors import UserError
-from nanostack.io import read_json
-from nanostack.sample import load_run
-from nanostack.train.evaluate import example_nll, split_loss
+from nanostack.loss import example_losses
+from nanostack.run import open_run
 
 
-def evaluate_run(run_dir, which="best", per_example=None) -> dict:
-    run_dir = Path(run_dir)
-    model, _ = load_run(run_dir, which)
-    config = read_json(run_dir / "config.json", "run config")
-    train_cfg = config.get("train", {})
-    if config.get("data_mode") != "lines":
+def evaluate_run(run_dir, which="best", per_example=None, splits=None, device="cpu") -> dict:
+    """{"heldout": name, "<split>_nll": mean NLL per token, "<split>_examples": count, "heldout_in_train": n}."""
+    run = open_run(run_dir)
+    model = run.load_model(which, device)
+    data = run.dataset()
+    block = model.config.block_size
+    wanted = [data.split_name(s) for s in (splits or [data.heldout])]
+    result = {"heldout": data.heldout, "heldout_in_train": data.heldout_in_train(), "unit": data.unit(block)}
+    rows = []
+    for split in dict.fromkeys(wanted):  # in order, once each
+        sums, counts = example_losses(model, data, split, block, device)
+        result[f"{split}_nll"] = (sums.sum() / counts.sum()).item()
+        result[f"{split}_examples"] = len(sums)
+        result[f"{split}_tokens"] = int(counts.sum())
         if per_example:
-            raise UserError("--per-example is for line-per-example runs", "drop it for this run")
-        shards = prepare_shards(train_cfg["data"], train_cfg.get("tokenizer", "char"), log=lambda *a: None)
-        return {"split": "val", "loss": split_loss(model, shards.val, model.config.block_size)}
-    examples = read_examples(train_cfg["data"], train_cfg["seed"])
-    if examples.data_hash != config.get("data_hash"):
-        raise UserError(f"the data {train_cfg['data']} has changed since this run trained",
-                        "evaluate on the data it trained on, or retrain")
-    result = {"split": "test", "test_examples": len(examples.test_words), "test_in_train": examples.overlap()}
-    for split in ("train", "test"):
-        total, count = example_nll(model, *examples.tensors(split))
-        result[f"{split}_nll"] = (total.sum() / count.sum()).item()
-        if per_example:
-            words = examples.train_words if split == "train" else examples.test_words
-            rows = [(split, w, t.item(), c.item(), t.item() / c.item()) for w, t, c in zip(words, total, count)]
-            result.setdefault("_rows", []).extend(rows)
+            for example, total, n in zip(data.examples(split, block), sums.tolist(), counts.tolist()):
+                rows.append((example, total, n))
+    result["loss"] = result[f"{data.heldout}_nll"] if data.heldout in wanted else result[f"{wanted[0]}_nll"]
     if per_example:
-        write_per_example(per_example, result.pop("_rows"))
+        write_per_example(per_example, rows)
         result["per_example"] = str(per_example)
-    result["loss"] = result["test_nll"]
     return result
 
 
+def parse_splits(text: str) -> list:
+    splits = [s.strip() for s in text.split(",") if s.strip()]
+    unknown = [s for s in splits if s not in ("train", "val", "test")]
+    if not splits or unknown:
+        raise UserError(f"--splits {text!r} names no split or an unknown one", "use train, val or test, e.g. train,test")
+    return splits
+
+
 def write_per_example(path, rows) -> None:
-    """A TSV: split, example, nll_sum, tokens, nll_per_token; hardest (highest NLL per token) first."""
+    """A TSV: split, id, source, offset, example, nll_sum, tokens, nll_per_token; hardest (highest NLL per
+    token) first. Written to a temporary name and renamed."""
     path = Path(path)
-    rows = sorted(rows, key=lambda r: -r[4])
+    rows = sorted(rows, key=lambda r: -r[1] / max(r[2], 1))
     tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w", newline="", encoding="utf-8") as f:
-        writer = csv.writer(f, delimiter="\t", lineterminator="\n")
-        writer.writerow(["split", "example", "nll_sum", "tokens", "nll_per_token"])
-        writer.writerows((s, w, f"{t:.6f}", c, f"{m:.6f}") for s, w, t, c, m in rows)
-    tmp.replace(path)
+    try:
+        with open(tmp, "w", newline="", encoding="utf-8") as f:
+            writer = csv.writer(f, delimiter="\t", lineterminator="\n")
+            writer.writerow(["split", "id", "source", "offset", "example", "nll_sum", "tokens", "nll_per_token"])
+            writer.writerows((e.split, e.id, e.source, e.offset, e.text, f"{t:.6f}", n, f"{t / max(n, 1):.6f}")
+                             for e, t, n in rows)
+        tmp.replace(path)
+    except OSError as e:
+        tmp.unlink(missing_ok=True)
+        raise UserError(f"cannot write {path} ({e.strerror})", "choose another --per-example path") from None

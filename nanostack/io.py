@@ -1,11 +1,14 @@
-"""Crash-safe file writing: write to a temporary name, then rename over the target.
+"""Plumbing below every layer: crash-safe file writes and the fetch-once download cache.
 
-A rename within one folder is atomic on POSIX, so a reader (or a run killed mid-write)
-sees either the old file or the new one, never half of one.
+Writes go to a temporary name, then rename over the target. A rename within one folder is atomic
+on POSIX, so a reader (or a run killed mid-write) sees either the old file or the new one, never
+half of one. Downloads (corpora, tokenizer ranks) are fetched once into the cache, or read from
+NANOSTACK_DATA_DIR when a local copy is provided.
 """
 import json
 import os
 import shutil
+import urllib.request
 from pathlib import Path
 
 from nanostack.errors import UserError
@@ -20,7 +23,7 @@ def write_atomic(path, data) -> None:
 
 
 def write_json(path, obj) -> None:
-    write_atomic(path, json.dumps(obj, indent=2, ensure_ascii=False) + "\n")
+    write_atomic(path, json.dumps(obj, indent=2, ensure_ascii=False, allow_nan=False) + "\n")
 
 
 def read_json(path, what: str) -> dict:
@@ -60,3 +63,34 @@ def existing_dir(final: Path):
         return final
     old = final.with_name(final.name + ".old")
     return old if old.is_dir() else None
+
+
+def cache_dir() -> Path:
+    """Where nanostack keeps prepared shards and downloads: NANOSTACK_CACHE_DIR, else ~/.cache/nanostack."""
+    root = os.environ.get("NANOSTACK_CACHE_DIR") or os.path.join(
+        os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "nanostack")
+    return Path(root)
+
+
+def fetch_once(name: str, filename: str, url: str) -> Path:
+    """Local copy of a downloadable file (a corpus, or a tokenizer's ranks): from NANOSTACK_DATA_DIR,
+    else the cache, else downloaded once into the cache."""
+    local = os.environ.get("NANOSTACK_DATA_DIR")
+    if local:
+        path = Path(local) / filename
+        if not path.is_file():
+            raise UserError(f"NANOSTACK_DATA_DIR is set but {path} does not exist",
+                            f"put {filename} there, or unset NANOSTACK_DATA_DIR to download it")
+        return path
+    path = cache_dir() / "downloads" / filename
+    if not path.is_file():
+        print(f"downloading {name} from {url}", flush=True)
+        try:
+            with urllib.request.urlopen(url, timeout=60) as response:
+                data = response.read()
+        except OSError as e:
+            raise UserError(f"could not download {name} from {url} ({e})",
+                            f"set NANOSTACK_DATA_DIR to a folder holding {filename}") from None
+        path.parent.mkdir(parents=True, exist_ok=True)
+        write_atomic(path, data)
+    return path

@@ -5,7 +5,7 @@ import pytest
 from conftest import TINY, flags, run_nanostack
 from conftest import run_cli as cli
 from nanostack.cli import main
-from nanostack.train.config import FIELDS
+from nanostack.run.config import FIELDS
 
 
 @pytest.fixture

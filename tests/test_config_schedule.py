@@ -3,7 +3,7 @@ import math
 import pytest
 
 from nanostack.errors import UserError
-from nanostack.train.config import TrainConfig, make_config
+from nanostack.run.config import TrainConfig, make_config
 from nanostack.train.schedule import get_lr
 
 

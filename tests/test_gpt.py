@@ -103,10 +103,17 @@ def test_sample_next_token_filters():
     assert {sample_next_token(logits, top_p=0.85, generator=g).item() for _ in range(200)} == {1, 2}
 
 
-def test_split_loss_reads_every_window_once():
-    from nanostack.train.evaluate import split_loss
+def test_split_loss_predicts_every_token_once():
+    from nanostack.data.shards import Shards
+    from nanostack.loss import split_loss
+    from nanostack.tokenizer import CharTokenizer
+
     model = tiny_gpt(dtype=torch.float64)
-    tokens = torch.randint(50, (16 * 5 + 3,)).numpy()
-    windows = torch.from_numpy(tokens[:81]).long()
-    _, expected = model(windows[:-1].view(5, 16), windows[1:].view(5, 16))
-    assert split_loss(model, tokens, 16, batch_size=2) == pytest.approx(expected.item(), rel=1e-12)
+    tokens = torch.randint(50, (16 * 5 + 3,)).numpy()  # 82 targets: 5 whole windows and 2 more
+    data = Shards(None, {"source": "random"}, CharTokenizer("".join(map(chr, range(65, 115)))), tokens, tokens)
+    ids = torch.from_numpy(tokens).long()
+    _, whole = model(ids[:80].view(5, 16), ids[1:81].view(5, 16))
+    logits, _ = model(ids[80:82][None], ids[81:83][None])
+    tail = torch.nn.functional.cross_entropy(logits[0], ids[81:83], reduction="sum")
+    expected = (whole * 80 + tail) / 82
+    assert split_loss(model, data, "val", 16, batch_size=2) == pytest.approx(expected.item(), rel=1e-12)

@@ -6,7 +6,8 @@ import torch
 
 from nanostack.grad import nn, optim
 from nanostack.models import GPT, MLP, GPTConfig, ModelConfig
-from nanostack.models.gpt_numpy import NumpyGPT, TorchFacade
+from nanostack.models.engines import TorchFacade
+from nanostack.models.gpt_numpy import NumpyGPT
 from nanostack.models.mlp_numpy import NumpyMLP
 
 CONFIG = GPTConfig(vocab_size=37, block_size=12, n_layer=2, n_head=2, n_embd=16)

@@ -44,7 +44,7 @@ def test_split_is_deterministic_by_seed_and_sized_like_makemores(names_file):
     assert (a.train_words, a.test_words) == (b.train_words, b.test_words) != (c.train_words, c.test_words)
     assert len(a.test_words) == len(WORDS) * 3 // 10 and len(a.train_words) + len(a.test_words) == len(WORDS) * 3
     assert a.overlap() == sum(w in set(a.train_words) for w in a.test_words) > 0  # the file repeats names
-    assert a.block_size == max(map(len, WORDS)) + 1
+    assert a.block_size(None) == max(map(len, WORDS)) + 1
 
 
 def test_names_split_equals_makemores():
@@ -149,12 +149,12 @@ def test_train_sample_and_eval_on_a_lines_file(capsys, names_file, tmp_path):
     lines = stdout.splitlines()
     assert code == 0 and len(lines) == 7 and lines[-1].startswith("--- ") and "are new" in lines[-1]
     assert all("\n" not in line for line in lines[:-1])
-    code, stdout, _ = run_cli(capsys, "eval", out, "--per-example", tmp_path / "nll.tsv")
+    code, stdout, _ = run_cli(capsys, "eval", out, "--per-example", tmp_path / "nll.tsv", "--splits", "train,test")
     assert code == 0 and "test NLL per token" in stdout and "also occur in train" in stdout
     rows = (tmp_path / "nll.tsv").read_text().splitlines()
-    assert rows[0].split("\t") == ["split", "example", "nll_sum", "tokens", "nll_per_token"]
+    assert rows[0].split("\t") == ["split", "id", "source", "offset", "example", "nll_sum", "tokens", "nll_per_token"]
     assert len(rows) == 1 + len(WORDS) * 3
-    per_token = [float(r.split("\t")[4]) for r in rows[1:]]
+    per_token = [float(r.split("\t")[7]) for r in rows[1:]]
     assert per_token == sorted(per_token, reverse=True)  # hardest first
     assert {r.split("\t")[0] for r in rows[1:]} == {"train", "test"}
 
@@ -173,7 +173,7 @@ def test_counting_bigram_run_and_eval_are_consistent(capsys, names_file, tmp_pat
 
 @pytest.mark.parametrize("args, message", [
     (["--model", "cnn"], "unknown model 'cnn'"),
-    (["--examples", "lines", "--tokenizer", "gpt2"], "tokenized by character"),
+    (["--examples", "lines", "--tokenizer", "bpe:12"], "at least 256"),
     (["--examples", "sometimes"], "unknown examples mode"),
     (["--backend", "numpy", "--model", "gru"], "trains the transformer and the mlp"),
     (["--backend", "numpy", "--model", "mlp", "--batchnorm"], "with batchnorm"),

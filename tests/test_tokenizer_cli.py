@@ -26,7 +26,9 @@ def test_train_encode_decode_show_stats(capsys, corpus, tmp_path):
     assert run_cli(capsys, "tokenizer", "decode", "--tokenizer", out, *ids)[1] == "the lazy dog\n"
 
     shown = run_cli(capsys, "tokenizer", "show", "--tokenizer", out, "the lazy dog", "--html", tmp_path / "t.html")[1]
-    assert "\x1b[48;5;" in shown and " ".join(ids) in shown
+    assert "\x1b" not in shown and shown.startswith("[") and " ".join(ids) in shown  # a pipe gets no colour codes
+    coloured = run_cli(capsys, "tokenizer", "show", "--tokenizer", out, "the lazy dog", "--color", "always")[1]
+    assert coloured.count("\x1b[48;5;") == len(ids) and " ".join(ids) in coloured
     page = (tmp_path / "t.html").read_text()
     assert page.count("<span") == len(ids) and "lazy" in page
 

@@ -10,7 +10,7 @@ from safetensors.numpy import load_file as load_numpy
 from conftest import TINY, run_cli, run_nanostack
 from nanostack.errors import UserError
 from nanostack.grad import optim
-from nanostack.models.gpt_numpy import TorchFacade
+from nanostack.models.engines import TorchFacade
 from nanostack.sample import load_run, stream_samples
 from nanostack.train import train
 

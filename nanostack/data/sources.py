@@ -5,12 +5,11 @@ error when named directly and are skipped (and counted) inside a folder.
 """
 import os
 import sysconfig
-import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from nanostack.errors import UserError
-from nanostack.io import write_atomic
+from nanostack.io import fetch_once
 
 # name -> (file name in NANOSTACK_DATA_DIR and the cache, canonical download address)
 DOWNLOADS = {
@@ -19,10 +18,6 @@ DOWNLOADS = {
     "names": ("names.txt", "https://raw.githubusercontent.com/karpathy/makemore/master/names.txt"),
 }
 BUILTINS = ("pystdlib", *DOWNLOADS)
-# tokenizer files, fetched the same way: GPT-2's BPE ranks (tiktoken's r50k_base, which is GPT-2's)
-TOKENIZER_DOWNLOADS = {
-    "gpt2": ("gpt2.tiktoken", "https://openaipublic.blob.core.windows.net/encodings/r50k_base.tiktoken"),
-}
 
 
 @dataclass
@@ -31,12 +26,6 @@ class Corpus:
     documents: list               # [(name, text)], in a fixed order
     split_by_document: bool       # a folder splits whole files; a single text splits by position
     skipped: list = field(default_factory=list)  # names of files that were not UTF-8 text
-
-
-def cache_dir() -> Path:
-    root = os.environ.get("NANOSTACK_CACHE_DIR") or os.path.join(
-        os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "nanostack")
-    return Path(root)
 
 
 def load_corpus(spec: str) -> Corpus:
@@ -55,29 +44,14 @@ def load_corpus(spec: str) -> Corpus:
     return Corpus(spec, [(path.name, _read_text_file(path))], split_by_document=False)
 
 
-def builtin_path(name: str, downloads: dict = DOWNLOADS) -> Path:
-    """Local copy of a downloadable file (a corpus, or a tokenizer's ranks): from NANOSTACK_DATA_DIR,
-    the cache, or downloaded once."""
-    filename, url = downloads[name]
-    local = os.environ.get("NANOSTACK_DATA_DIR")
-    if local:
-        path = Path(local) / filename
-        if not path.is_file():
-            raise UserError(f"NANOSTACK_DATA_DIR is set but {path} does not exist",
-                            f"put {filename} there, or unset NANOSTACK_DATA_DIR to download it")
-        return path
-    path = cache_dir() / "downloads" / filename
-    if not path.is_file():
-        print(f"downloading {name} from {url}", flush=True)
-        try:
-            with urllib.request.urlopen(url, timeout=60) as response:
-                data = response.read()
-        except OSError as e:
-            raise UserError(f"could not download {name} from {url} ({e})",
-                            f"set NANOSTACK_DATA_DIR to a folder holding {filename}") from None
-        path.parent.mkdir(parents=True, exist_ok=True)
-        write_atomic(path, data)
-    return path
+def builtin_path(name: str) -> Path:
+    """The local copy of a downloadable built-in corpus (NANOSTACK_DATA_DIR, the cache, or fetched once)."""
+    return fetch_once(name, *DOWNLOADS[name])
+
+
+def join_documents(documents) -> str:
+    """Documents as one text, each ending with a newline (so no line runs from one file into the next)."""
+    return "".join(text if text.endswith("\n") else text + "\n" for _, text in documents)
 
 
 def _decode(raw: bytes):

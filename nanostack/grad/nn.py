@@ -49,6 +49,9 @@ class Module:
     def parameters(self):
         return [p for _, p in self.named_parameters()]
 
+    def num_params(self) -> int:
+        return sum(p.numel() for p in self.parameters())
+
     def zero_grad(self):
         for p in self.parameters():
             p.grad = None

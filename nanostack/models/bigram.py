@@ -9,6 +9,7 @@ import torch
 import torch.nn as nn
 from torch.nn import functional as F
 
+from nanostack.models.base import LanguageModel
 from nanostack.models.config import ModelConfig
 
 
@@ -17,7 +18,7 @@ def sequence_loss(logits, targets):
     return F.cross_entropy(logits.reshape(-1, logits.size(-1)), targets.reshape(-1), ignore_index=-1)
 
 
-class BigramCounts(nn.Module):
+class BigramCounts(LanguageModel):
     learns_by_counting = True
 
     def __init__(self, config: ModelConfig, smoothing: float = 1.0):
@@ -33,23 +34,17 @@ class BigramCounts(nn.Module):
         counts = torch.bincount(pairs, minlength=self.config.vocab_size ** 2).float()
         self.counts.copy_(counts.view(self.config.vocab_size, self.config.vocab_size))
 
-    def num_params(self) -> int:
-        return 0  # a table of counts, not parameters
-
     def forward(self, idx, targets=None):
         probs = self.counts + self.smoothing
         logits = (probs / probs.sum(dim=1, keepdim=True)).log()[idx]  # log-probabilities are valid logits
         return logits, None if targets is None else sequence_loss(logits, targets)
 
 
-class Bigram(nn.Module):
+class Bigram(LanguageModel):
     def __init__(self, config: ModelConfig):
         super().__init__()
         self.config = config
         self.logits = nn.Parameter(torch.zeros(config.vocab_size, config.vocab_size))
-
-    def num_params(self) -> int:
-        return self.logits.numel()
 
     def forward(self, idx, targets=None):
         logits = self.logits[idx]

@@ -1,4 +1,5 @@
-"""ModelConfig: the shape of any model of models/, and which one it is (kind)."""
+"""ModelConfig: the shape of any model of models/, and which one it is (kind); which kinds the numpy
+engine (nanostack.grad) also runs."""
 from dataclasses import dataclass
 
 KINDS = ("transformer", "bigram", "bigram_counts", "mlp", "rnn", "gru", "lstm", "wavenet")
@@ -21,3 +22,14 @@ class ModelConfig:
     @property
     def context_width(self) -> int:
         return self.context or self.block_size
+
+
+NUMPY_KINDS = ("transformer", "mlp")  # the models written twice: on torch, and on nanostack.grad (numpy)
+
+
+def numpy_support_problem(kind: str, batchnorm: bool = False):
+    """Why the numpy engine cannot run this model (a message), or None when it can."""
+    if kind not in NUMPY_KINDS or batchnorm:
+        return (f"the numpy backend trains the transformer and the mlp (no batchnorm), not "
+                f"{kind}{' with batchnorm' if batchnorm else ''}")
+    return None

@@ -1,7 +1,8 @@
 """Autoregressive generation for any model with a context limit (`config.block_size`).
 
-`sample_next_token` turns logits into a token (temperature, top-k, top-p); `generate` feeds the
-model its own output one token at a time, through a KV cache when the model offers one.
+`sample_next_token` turns logits into a token (temperature, top-k, top-p); `generate_tokens` feeds
+the model its own output one token at a time, through a KV cache when the model offers one, and
+yields each new token as it comes; `generate` returns the whole extended sequence at once.
 """
 import torch
 from torch.nn import functional as F
@@ -34,9 +35,14 @@ def sample_next_token(logits, temperature=1.0, top_k=None, top_p=None, generator
 SMALL_MODEL = 5_000_000
 
 
+def generate(model, idx, max_new_tokens: int, **sampling):
+    """idx (B, T) extended by max_new_tokens tokens: (B, T + max_new_tokens); options as generate_tokens."""
+    return torch.cat([idx, *generate_tokens(model, idx, max_new_tokens, **sampling)], dim=1)
+
+
 @torch.inference_mode()
-def generate(model, idx, max_new_tokens, temperature=1.0, top_k=None, top_p=None, generator=None,
-             use_cache=True):
+def generate_tokens(model, idx, max_new_tokens, temperature=1.0, top_k=None, top_p=None, generator=None,
+                    use_cache=True):
     """Yield max_new_tokens new tokens, each a (B, 1) tensor, continuing idx (B, T).
 
     The model sees at most block_size tokens. When the context window is full it slides, not by
@@ -47,7 +53,7 @@ def generate(model, idx, max_new_tokens, temperature=1.0, top_k=None, top_p=None
     per token. The samples stay right: every token is predicted from a contiguous window of the
     tokens just before it, at positions 0..n-1, which is exactly the kind of context the model
     was trained on. The path without cache crops the window the same way, so both produce the
-    same tokens (tests/test_generation.py checks this past the block size).
+    same tokens (tests/test_gpt.py checks this past the block size).
     """
     block = model.config.block_size
     keep = max(1, block - block // 4)

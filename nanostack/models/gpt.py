@@ -10,6 +10,7 @@ import torch
 import torch.nn as nn
 from torch.nn import functional as F
 
+from nanostack.models.base import LanguageModel
 from nanostack.models.config import ModelConfig
 from nanostack.models.generation import generate
 
@@ -91,7 +92,7 @@ class Block(nn.Module):
         return x + self.mlp(self.ln_2(x))
 
 
-class GPT(nn.Module):
+class GPT(LanguageModel):
     def __init__(self, config: GPTConfig):
         super().__init__()
         self.config = config
@@ -114,9 +115,6 @@ class GPT(nn.Module):
             torch.nn.init.normal_(module.weight, mean=0.0, std=0.02)
         if isinstance(module, nn.Linear) and module.bias is not None:
             torch.nn.init.zeros_(module.bias)
-
-    def num_params(self) -> int:
-        return sum(p.numel() for p in self.parameters())
 
     def forward(self, idx, targets=None, kv_cache=None):
         """logits (B, T, vocab) and the mean cross-entropy if `targets` is given (-1 = ignore).
@@ -145,6 +143,5 @@ class GPT(nn.Module):
         return KVCache(self.config, batch_size, p.device, p.dtype)
 
     def generate(self, idx, max_new_tokens: int, **sampling):
-        """Extend idx (B, T) by max_new_tokens tokens; see generation.generate for the options."""
-        new = list(generate(self, idx, max_new_tokens, **sampling))
-        return torch.cat([idx, *new], dim=1)
+        """idx (B, T) extended by max_new_tokens tokens; see generation.generate_tokens for the options."""
+        return generate(self, idx, max_new_tokens, **sampling)

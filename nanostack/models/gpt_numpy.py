@@ -2,16 +2,16 @@
 
 Same architecture, same parameter names, same initialisation scheme, so a state dict moves
 between the two as plain arrays (tests/test_gpt_numpy.py checks that loss and every gradient
-agree with the torch model in float64). Training is slower than torch's, not different.
+agree with the torch model in float64). Training is slower than torch's, not different. It imports
+no torch: models/engines.py puts it behind the sampler's torch interface.
 """
 import math
 
 import numpy as np
 
-from nanostack.grad import no_grad
 from nanostack.grad import functional as F
 from nanostack.grad import nn
-from nanostack.models.gpt import GPT, GPTConfig
+from nanostack.models.config import ModelConfig as GPTConfig
 
 
 class CausalSelfAttention(nn.Module):
@@ -76,9 +76,6 @@ class NumpyGPT(nn.Module):
                 std = 0.02 / math.sqrt(2 * config.n_layer) if name.endswith("c_proj.weight") else 0.02
                 p.data[...] = nn.init_generator.normal(0.0, std, p.shape)
 
-    def num_params(self) -> int:
-        return sum(p.numel() for p in self.parameters())
-
     def forward(self, idx, targets=None):
         """logits (B, T, vocab) and the mean cross-entropy if targets is given (-1 = ignore).
         idx and targets are integer arrays (numpy, or torch CPU tensors). Without targets, only the last
@@ -96,37 +93,6 @@ class NumpyGPT(nn.Module):
             return self.lm_head(x[:, -1:, :]), None
         logits = self.lm_head(x)
         return logits, F.cross_entropy(logits, targets, ignore_index=-1)
-
-
-class TorchFacade:
-    """A numpy model (NumpyGPT, NumpyMLP) behind the interface that generation.generate uses: torch
-    ids in, torch logits out. It lets the one sampler serve both backends."""
-
-    def __init__(self, model):
-        self.model, self.config = model, model.config
-
-    def __call__(self, idx, targets=None):
-        import torch
-
-        with no_grad():
-            logits, _ = self.model(idx.cpu().numpy())
-        return torch.from_numpy(logits.data), None
-
-    @property
-    def training(self):
-        return self.model.training
-
-    def train(self, mode=True):
-        self.model.train(mode)
-        return self
-
-    def eval(self):
-        return self.train(False)
-
-    def parameters(self):
-        return self.model.parameters()
-
-    generate = GPT.generate  # it only calls the model, through this facade
 
 
 def to_tensor_dict(model: NumpyGPT) -> dict:

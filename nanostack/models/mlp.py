@@ -11,6 +11,7 @@ import torch
 import torch.nn as nn
 
 from nanostack.models.bigram import sequence_loss
+from nanostack.models.base import LanguageModel
 from nanostack.models.config import ModelConfig
 
 
@@ -34,7 +35,7 @@ class MaskedBatchNorm(nn.BatchNorm1d):
         return out.reshape(shape)
 
 
-class MLP(nn.Module):
+class MLP(LanguageModel):
     def __init__(self, config: ModelConfig):
         super().__init__()
         self.config = config
@@ -42,9 +43,6 @@ class MLP(nn.Module):
         self.hidden = nn.Linear(config.context_width * config.n_embd, config.n_embd2, bias=not config.batchnorm)
         self.norm = MaskedBatchNorm(config.n_embd2) if config.batchnorm else None
         self.lm_head = nn.Linear(config.n_embd2, config.vocab_size)
-
-    def num_params(self) -> int:
-        return sum(p.numel() for p in self.parameters())
 
     def forward(self, idx, targets=None):
         B, T = idx.shape

@@ -20,9 +20,6 @@ class NumpyMLP(nn.Module):
         self.hidden = nn.Linear(config.context_width * config.n_embd, config.n_embd2, dtype=dtype)
         self.lm_head = nn.Linear(config.n_embd2, config.vocab_size, dtype=dtype)
 
-    def num_params(self) -> int:
-        return sum(p.numel() for p in self.parameters())
-
     def forward(self, idx, targets=None):
         idx = np.asarray(idx)
         B, T = idx.shape

@@ -2,12 +2,13 @@
 
 The cells are written out, gate by gate, with torch's parameter layout (weight_ih, weight_hh,
 bias_ih, bias_hh, gates stacked in torch's order), so each equals torch's RNNCell, GRUCell or
-LSTMCell given the same weights (tests/test_makemore_models.py checks it).
+LSTMCell given the same weights (tests/test_makemore.py checks it).
 """
 import torch
 import torch.nn as nn
 
 from nanostack.models.bigram import sequence_loss
+from nanostack.models.base import LanguageModel
 from nanostack.models.config import ModelConfig
 
 
@@ -71,7 +72,7 @@ class LSTMCell(CellParameters):
 CELLS = {"rnn": RNNCell, "gru": GRUCell, "lstm": LSTMCell}
 
 
-class RNN(nn.Module):
+class RNN(LanguageModel):
     def __init__(self, config: ModelConfig):
         super().__init__()
         self.config = config
@@ -79,9 +80,6 @@ class RNN(nn.Module):
         self.cell = CELLS[config.kind](config.n_embd, config.n_embd2)
         self.start = nn.Parameter(torch.zeros(1, config.n_embd2))  # the learned state before the first token
         self.lm_head = nn.Linear(config.n_embd2, config.vocab_size)
-
-    def num_params(self) -> int:
-        return sum(p.numel() for p in self.parameters())
 
     def forward(self, idx, targets=None):
         B, T = idx.shape

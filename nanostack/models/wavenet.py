@@ -10,11 +10,12 @@ import torch
 import torch.nn as nn
 
 from nanostack.models.bigram import sequence_loss
+from nanostack.models.base import LanguageModel
 from nanostack.models.config import ModelConfig
 from nanostack.models.mlp import MaskedBatchNorm, contexts
 
 
-class WaveNet(nn.Module):
+class WaveNet(LanguageModel):
     def __init__(self, config: ModelConfig):
         super().__init__()
         self.config = config
@@ -27,9 +28,6 @@ class WaveNet(nn.Module):
         self.norms = nn.ModuleList(MaskedBatchNorm(config.n_embd2) for _ in range(levels)) if config.batchnorm \
             else None
         self.lm_head = nn.Linear(config.n_embd2, config.vocab_size)
-
-    def num_params(self) -> int:
-        return sum(p.numel() for p in self.parameters())
 
     def forward(self, idx, targets=None):
         B, T = idx.shape

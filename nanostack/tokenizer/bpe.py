@@ -7,9 +7,8 @@ the earliest-learned merge present until none applies (the order training learne
 Chunks repeat (" the", " and"), so their ids are cached: encoding a large text is mostly regex
 splitting and dictionary look-ups.
 
-Special tokens (e.g. <|endoftext|>) are registered by name and take ids after the merges. Their
-text is refused by default; allowed_special="all" or a set encodes it as the special id, and
-"none" encodes it as ordinary text, as tiktoken does.
+Special tokens (e.g. <|endoftext|>) are registered by name and take ids after the merges; the
+rules for their text are the Tokenizer interface's (base.py), as tiktoken's.
 """
 import json
 import os
@@ -17,21 +16,19 @@ from array import array
 from itertools import chain, repeat
 from multiprocessing import get_all_start_methods, get_context
 
-import regex
-
 from nanostack.errors import UserError
-from nanostack.io import read_json, write_atomic
+from nanostack.io import write_atomic
+from nanostack.tokenizer.base import Tokenizer, read_special_tokens
 from nanostack.tokenizer.bpe_train import count_chunks, train_merges
 from nanostack.tokenizer.patterns import compile_pattern, resolve_pattern, split_text
 
 FORMAT_VERSION = 1
 CACHE_SIZE = 1_000_000  # distinct chunks whose ids are remembered
 PARALLEL_MIN_CHARS = 1_000_000  # below this much text, starting worker processes costs more than it saves
-SPECIAL_MODES = ("none_raise", "none", "all")
 NO_MERGE = 1 << 62  # the rank of a pair that no merge joins
 
 
-class BPETokenizer:
+class BPETokenizer(Tokenizer):
     kind = "bpe"
 
     def __init__(self, merges, pattern="", special_tokens=None, byte_ids=None):
@@ -40,7 +37,6 @@ class BPETokenizer:
         self.merges = [tuple(m) for m in merges]
         self.pattern = pattern
         self.byte_ids = list(range(256)) if byte_ids is None else list(byte_ids)
-        self.special_tokens = dict(special_tokens or {})
         self.ranks = {pair: 256 + i for i, pair in enumerate(self.merges)}  # pair -> the token it makes
         self._bytes_are_ids = self.byte_ids == list(range(256))
         self.vocab = [b""] * 256
@@ -48,14 +44,8 @@ class BPETokenizer:
             self.vocab[i] = bytes([b])
         for a, b in self.merges:
             self.vocab.append(self.vocab[a] + self.vocab[b])
-        for name, i in self.special_tokens.items():
-            if i < len(self.vocab):
-                raise UserError(f"special token {name!r} has id {i}, which a merge already uses",
-                                f"give special tokens ids from {len(self.vocab)} up")
+        super().__init__(special_tokens)
         self._compiled = compile_pattern(pattern)
-        self._special_re = regex.compile("|".join(regex.escape(s) for s in sorted(self.special_tokens, key=len,
-                                                                                     reverse=True)))
-        self._id_to_special = {i: s.encode("utf-8") for s, i in self.special_tokens.items()}
         self._cache = {}
 
     # ---- construction ----------------------------------------------------------------------
@@ -86,47 +76,10 @@ class BPETokenizer:
         return cls(merges, resolve_pattern(pattern), specials, byte_ids)
 
     @property
-    def vocab_size(self) -> int:
-        """One more than the largest id: the size of a model's embedding table for these tokens."""
-        return max([len(self.vocab) - 1, *self.special_tokens.values()]) + 1
+    def ordinary_vocab_size(self) -> int:
+        return len(self.vocab)
 
     # ---- encoding ---------------------------------------------------------------------------
-    def encode(self, text: str, allowed_special="none_raise") -> list:
-        """Token ids of text. allowed_special: "none_raise" (refuse special-token text), "none"
-        (treat it as ordinary text), "all", or a set of the special tokens to recognise."""
-        allowed = self._allowed(allowed_special)
-        if allowed is None or not self.special_tokens:
-            return self.encode_ordinary(text)
-        ids, start = [], 0
-        for match in self._special_re.finditer(text):
-            name = match.group()
-            if name not in allowed:
-                raise UserError(f"text contains the special token {name!r}, which is not allowed here",
-                                "allow it to encode it as one token (allowed_special='all' or a set naming it; "
-                                "--allowed-special all), or encode it as plain text ('none')")
-            ids.extend(self.encode_ordinary(text[start:match.start()]))
-            ids.append(self.special_tokens[name])
-            start = match.end()
-        ids.extend(self.encode_ordinary(text[start:]))
-        return ids
-
-    def _allowed(self, allowed_special):
-        """The set of special tokens to encode as such (all are checked), or None: no special handling."""
-        if allowed_special == "none":
-            return None
-        if allowed_special == "all":
-            return set(self.special_tokens)
-        if allowed_special == "none_raise":
-            return set()
-        if isinstance(allowed_special, (set, frozenset, list, tuple)):
-            unknown = set(allowed_special) - set(self.special_tokens)
-            if unknown:
-                raise UserError(f"unknown special token(s) {sorted(unknown)}",
-                                f"this tokenizer has {sorted(self.special_tokens) or 'none'}")
-            return set(allowed_special)
-        raise UserError(f"allowed_special must be one of {SPECIAL_MODES} or a set, not {allowed_special!r}",
-                        "use 'none_raise' (default), 'none', 'all' or a set of special tokens")
-
     def encode_ordinary(self, text: str) -> list:
         """Token ids of text, special-token text included as plain text."""
         chunks = split_text(self._compiled, text)
@@ -171,17 +124,8 @@ class BPETokenizer:
             return [ids.tolist() for ids in packed]
 
     # ---- decoding ---------------------------------------------------------------------------
-    def decode_bytes(self, ids) -> bytes:
-        vocab, specials, n = self.vocab, self._id_to_special, len(self.vocab)
-        try:
-            return b"".join(vocab[i] if 0 <= i < n else specials[i] for i in map(int, ids))
-        except KeyError as e:
-            raise UserError(f"token id {e.args[0]} is not in this tokenizer's vocabulary of {self.vocab_size}",
-                            "decode ids made by the same tokenizer") from None
-
-    def decode(self, ids, errors="replace") -> str:
-        """Text of ids; byte sequences that are not UTF-8 become U+FFFD (errors="strict" raises)."""
-        return self.decode_bytes(ids).decode("utf-8", errors=errors)
+    def _decode_ordinary_bytes(self, ids) -> bytes:
+        return b"".join(map(self.vocab.__getitem__, ids))
 
     # ---- files --------------------------------------------------------------------------------
     def to_dict(self) -> dict:
@@ -215,7 +159,6 @@ class BPETokenizer:
                             "re-train or re-save the tokenizer with this version")
         try:
             merges = [(int(a), int(b)) for a, b in d["merges"]]
-            specials = {str(k): int(v) for k, v in d.get("special_tokens", {}).items()}
             byte_ids = d.get("byte_ids")
             pattern = d.get("pattern", "")
             if not isinstance(pattern, str):
@@ -224,11 +167,7 @@ class BPETokenizer:
             raise UserError(f"{source} is malformed ({type(e).__name__}: {e})",
                             "restore it or train it again") from None
         _check_merges(merges, byte_ids, source)
-        return cls(merges, resolve_pattern(pattern) if pattern else "", specials, byte_ids)
-
-    @classmethod
-    def load(cls, path) -> "BPETokenizer":
-        return cls.from_dict(read_json(path, "tokenizer file"), f"tokenizer file {path}")
+        return cls(merges, resolve_pattern(pattern) if pattern else "", read_special_tokens(d, source), byte_ids)
 
     def to_tiktoken(self, name="nanostack"):
         """A tiktoken.Encoding with the same ids: tiktoken's compiled encoder as a fast path."""

@@ -1,4 +1,5 @@
-"""`nanostack tokenizer train | encode | decode | stats | show`: what each subcommand does."""
+"""`nanostack tokenizer train | encode | decode | stats | show`: what each subcommand does, given text
+(the CLI reads corpora through the data layer; the tokenizer layer knows no corpus)."""
 import sys
 import time
 from pathlib import Path
@@ -6,25 +7,23 @@ from pathlib import Path
 from tqdm import tqdm
 
 from nanostack.errors import UserError
+from nanostack.io import write_atomic
 from nanostack.tokenizer import BPETokenizer, open_tokenizer
 from nanostack.tokenizer.inspect import format_stats, show_html, show_terminal, token_stats
 
 
-def train(data: str, vocab_size: int, out: str, pattern="gpt4", special=(), force=False, echo=print) -> BPETokenizer:
-    """Train a BPE tokenizer on the training split of a corpus and save it to out (.json)."""
-    from nanostack.data import load_corpus  # noqa: PLC0415 (data imports the tokenizer package)
-    from nanostack.data.shards import split_corpus  # noqa: PLC0415
-
+def train(train_text: str, vocab_size: int, out: str, pattern="gpt4", special=(), force=False,
+          echo=print) -> BPETokenizer:
+    """Train a BPE tokenizer on train_text (a corpus's training split) and save it to out (.json)."""
     out = Path(out)
     if out.suffix != ".json":
         raise UserError(f"--out {out} should be a .json file", "name it like tokenizer.json")
     if out.exists() and not force:
         raise UserError(f"{out} already exists", "pass --force to replace it, or choose another --out")
-    train_text, _ = split_corpus(load_corpus(data))
     t0 = time.perf_counter()
     with tqdm(total=max(0, vocab_size - 256 - len(special)), unit="merge", disable=not sys.stderr.isatty()) as bar:
-        tok = BPETokenizer.train(train_text, vocab_size, pattern=None if pattern == "none" else pattern,
-                                 special_tokens=list(special), progress=lambda n: bar.update(1))
+        tok = BPETokenizer.train(train_text, vocab_size, pattern=pattern, special_tokens=list(special),
+                                 progress=lambda n: bar.update(1))
     seconds = time.perf_counter() - t0
     out.parent.mkdir(parents=True, exist_ok=True)
     tok.save(out)
@@ -51,10 +50,7 @@ def read_input(text, file) -> str:
 
 
 def encode(spec: str, text: str, allowed_special="none_raise") -> str:
-    tok = open_tokenizer(spec)
-    if isinstance(tok, BPETokenizer):
-        return " ".join(map(str, tok.encode(text, allowed_special=allowed_special)))
-    return " ".join(map(str, tok.encode(text)))
+    return " ".join(map(str, open_tokenizer(spec).encode(text, allowed_special=allowed_special)))
 
 
 def decode(spec: str, ids) -> str:
@@ -72,8 +68,9 @@ def stats(spec: str, text: str, top=20) -> str:
     return format_stats(token_stats(open_tokenizer(spec), text, top=top))
 
 
-def show(spec: str, text: str, html_path=None) -> str:
+def show(spec: str, text: str, html_path=None, colour=True) -> str:
+    """The text token by token: coloured on a terminal, in brackets in a pipe (no colour codes)."""
     tok = open_tokenizer(spec)
     if html_path:
-        Path(html_path).write_text(show_html(tok, text, title=f"{spec}: tokens"), encoding="utf-8")
-    return show_terminal(tok, text)
+        write_atomic(html_path, show_html(tok, text, title=f"{spec}: tokens"))
+    return show_terminal(tok, text, colour=colour)

@@ -17,28 +17,29 @@ def token_pieces(tokenizer, ids) -> list:
     """The text of each token; bytes that do not form whole characters as <hex>."""
     pieces = []
     for i in ids:
-        if hasattr(tokenizer, "decode_bytes"):
-            data = tokenizer.decode_bytes([i])
-            try:
-                pieces.append(data.decode("utf-8"))
-            except UnicodeDecodeError:
-                pieces.append("<" + data.hex(" ") + ">")
-        else:
-            pieces.append(tokenizer.decode([i]))
+        data = tokenizer.decode_bytes([i])
+        try:
+            pieces.append(data.decode("utf-8"))
+        except UnicodeDecodeError:
+            pieces.append("<" + data.hex(" ") + ">")
     return pieces
 
 
 def encode_plain(tokenizer, text):
-    return list(getattr(tokenizer, "encode_ordinary", tokenizer.encode)(text))
+    return list(tokenizer.encode_ordinary(text))
 
 
-def show_terminal(tokenizer, text: str) -> str:
+def show_terminal(tokenizer, text: str, colour=True) -> str:
+    """Each token on an alternating background (colour), or in [brackets] where colour codes would be
+    noise (a pipe, a file)."""
     ids = encode_plain(tokenizer, text)
     out = []
     for n, piece in enumerate(token_pieces(tokenizer, ids)):
-        colour = TERMINAL_COLOURS[n % len(TERMINAL_COLOURS)]
         visible = piece.replace("\n", "↵\n").replace("\t", "→")
-        out.append(f"\x1b[48;5;{colour}m\x1b[30m{visible}\x1b[0m")
+        if colour:
+            out.append(f"\x1b[48;5;{TERMINAL_COLOURS[n % len(TERMINAL_COLOURS)]}m\x1b[30m{visible}\x1b[0m")
+        else:
+            out.append(f"[{visible}]")
     return "".join(out) + f"\n\n{len(ids)} tokens: {' '.join(map(str, ids))}\n"
 
 

@@ -18,10 +18,16 @@ GPT4 = r"""'(?i:[sdmt]|ll|ve|re)|[^\r\n\p{L}\p{N}]?+\p{L}+|\p{N}{1,3}| ?[^\s\p{L
 NAMED = {"gpt2": GPT2, "gpt4": GPT4}
 
 
+NO_SPLIT = ("none", "", None)  # every way to say "do not split": the whole text is one chunk
+
+
 def resolve_pattern(pattern) -> str:
-    """A named pattern (gpt2, gpt4), a regex of your own, or None / "" for no splitting at all."""
-    if pattern is None:
+    """A named pattern (gpt2, gpt4), a regex of your own, or "none" / "" / None for no splitting at all
+    (stored as "")."""
+    if pattern in NO_SPLIT:
         return ""
+    if not isinstance(pattern, str):
+        raise UserError(f"split pattern {pattern!r} is not a string", "use gpt2, gpt4, none or a regex")
     text = NAMED.get(pattern, pattern)
     try:
         regex.compile(text)
@@ -37,7 +43,31 @@ def compile_pattern(text: str):
         return None
     if text in NAMED.values():
         return FastSplitter(text)
-    return regex.compile(text)
+    return CoveringSplitter(regex.compile(text))
+
+
+class CoveringSplitter:
+    """A user's regex, made to cover every character: the text between two matches (which the regex
+    does not describe) becomes a chunk of its own, and empty matches are dropped. So no text is ever
+    lost, whatever the pattern: decode(encode(s)) == s. The built-in patterns cover all text already."""
+
+    def __init__(self, compiled):
+        self.compiled = compiled
+
+    def findall(self, text: str) -> list:
+        chunks, end = [], 0
+        for match in self.compiled.finditer(text):
+            start, stop = match.span()
+            if start > end:
+                chunks.append(text[end:start])
+            if stop > start:
+                chunks.append(text[start:stop])
+                end = stop
+            else:
+                end = max(end, start)
+        if end < len(text):
+            chunks.append(text[end:])
+        return chunks
 
 
 class FastSplitter:

@@ -1,91 +1,55 @@
-"""Checkpoints: a folder per checkpoint, written whole under a temporary name and swapped in.
+"""What a training checkpoint holds, and the one place a run's random streams are saved and restored.
 
-    RUN_DIR/latest/  model.safetensors, optimizer.pt, state.json   (to resume)
-    RUN_DIR/best/    model.safetensors, state.json                 (lowest val loss so far)
+    latest/  weights, optimizer moments, state.json {step, best_val_loss, rng}   (to resume exactly)
+    best/    weights, state.json {step, val_loss}                               (lowest val loss so far)
 
-Weights are safetensors; optimizer state is plain tensors and numbers, loaded with
-weights_only=True; the rest is JSON. Nothing read back can run code.
+Every random draw of a run comes from two kinds of stream: the data order (its own generator)
+and dropout (torch's global generator, CUDA's, or the numpy engine's). Restoring both with the
+weights and optimizer state makes a resumed run take exactly the steps an uninterrupted one would.
+The run folder (nanostack.run) writes and reads the files.
 """
-import base64
-import shutil
-from pathlib import Path
+import math
 
 import torch
-from safetensors import SafetensorError
-from safetensors.torch import load_file
 
 from nanostack.errors import UserError
-from nanostack.io import existing_dir, read_json, replace_dir, write_json
-from nanostack.train.backends import load_optimizer_state, load_weights_into, optimizer_state, save_weights
-
-RUN_FILES = ("config.json", "tokenizer.json", "metrics.jsonl", "latest", "best")
+from nanostack.train.backends import rng_from_json, rng_to_json
 
 
-def save_checkpoint(run_dir: Path, name: str, model, state: dict, optimizer=None) -> None:
-    tmp = run_dir / f"{name}.tmp"
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir()
-    save_weights(model, tmp / "model.safetensors")
-    if optimizer is not None:
-        torch.save(optimizer_state(optimizer), tmp / "optimizer.pt")
-    write_json(tmp / "state.json", state)
-    replace_dir(tmp, run_dir / name)
+class RandomStreams:
+    def __init__(self, seed: int, engine):
+        self.data = torch.Generator().manual_seed(seed)  # batch offsets (or rows) and nothing else
+        self.engine = engine
+
+    def state(self) -> dict:
+        return {"data": rng_to_json(self.data.get_state()), **self.engine.rng_state()}
+
+    def restore(self, state: dict) -> None:
+        self.data.set_state(rng_from_json(state["data"]))
+        self.engine.set_rng_state(state)
 
 
-def find_checkpoint(run_dir: Path, name: str):
-    """The folder of checkpoint `name` ("latest" or "best") in run_dir, or None."""
-    return existing_dir(run_dir / name)
+def save_latest(run, model, optimizer, engine, streams: RandomStreams, step: int, best_val: float) -> None:
+    state = {"step": step, "best_val_loss": best_val if math.isfinite(best_val) else None, "rng": streams.state()}
+    run.save_checkpoint("latest", model, state, engine.optimizer_state(optimizer) if optimizer else None)
 
 
-def load_weights(model, path: Path) -> None:
-    """Load safetensors weights into a model (torch or numpy), with a clear error for every way the
-    file can be wrong."""
-    if not path.is_file():
-        raise UserError(f"checkpoint {path} is missing", "train the run first, or point at another run")
+def save_best(run, model, step: int, val_loss: float) -> None:
+    run.save_checkpoint("best", model, {"step": step, "val_loss": val_loss})
+
+
+def restore_latest(run, model, optimizer, engine, streams: RandomStreams):
+    """Load latest/ into model, optimizer and streams; return (step, best val loss so far)."""
+    from nanostack.models.engines import load_weights  # noqa: PLC0415
+
+    folder = run.checkpoint("latest")
+    state = run.read_state(folder)
     try:
-        tensors = load_file(str(path))
-    except (SafetensorError, OSError, ValueError) as e:
-        raise UserError(f"checkpoint {path} is truncated or corrupt ({e})",
-                        "restore it, or retrain; the other checkpoint of the run may still be good") from None
-    expected = model.state_dict()
-    for key, tensor in tensors.items():
-        if key not in expected:
-            raise UserError(f"checkpoint {path} has weight {key!r} this model lacks", "it is from another model")
-        if tuple(tensor.shape) != tuple(expected[key].shape):
-            if key in ("lm_head.weight", "transformer.wte.weight"):
-                raise UserError(
-                    f"checkpoint {path} is for a vocabulary of {tensor.shape[0]} tokens, "
-                    f"but this run's tokenizer has {expected[key].shape[0]}",
-                    "use the checkpoint with the run (and tokenizer) it was trained with")
-            raise UserError(f"checkpoint {path}: {key} has shape {tuple(tensor.shape)}, "
-                            f"the model expects {tuple(expected[key].shape)}", "the config does not match it")
-    missing = load_weights_into(model, tensors)
-    if missing:
-        raise UserError(f"checkpoint {path} lacks weights {missing[:3]}", "it is from another model")
-
-
-def load_optimizer(optimizer, path: Path) -> None:
-    try:
-        load_optimizer_state(optimizer, torch.load(path, map_location="cpu", weights_only=True))
-    except Exception as e:  # torch raises many kinds for a damaged file
-        raise UserError(f"optimizer state {path} is missing or corrupt ({type(e).__name__})",
-                        "restore it, or start a new run") from None
-
-
-def read_state(folder: Path) -> dict:
-    return read_json(folder / "state.json", "checkpoint state")
-
-
-def rng_to_json(state: torch.Tensor) -> str:
-    return base64.b64encode(state.numpy().tobytes()).decode("ascii")
-
-
-def rng_from_json(text: str) -> torch.Tensor:
-    return torch.frombuffer(bytearray(base64.b64decode(text)), dtype=torch.uint8)
-
-
-def clear_run(run_dir: Path) -> None:
-    """Remove a previous run's files (and only those) from run_dir, for --force."""
-    for name in RUN_FILES:
-        for path in run_dir.glob(f"{name}*"):
-            shutil.rmtree(path) if path.is_dir() else path.unlink()
+        step, best_val, rng = int(state["step"]), state.get("best_val_loss"), state["rng"]
+        load_weights(model, folder / "model.safetensors")
+        engine.load_optimizer_state(optimizer, run.optimizer_state(folder))
+        streams.restore(rng)
+    except (KeyError, TypeError, ValueError, RuntimeError) as e:
+        raise UserError(f"checkpoint {folder} is damaged ({type(e).__name__}: {e})",
+                        "restore it, or start over with --force") from None
+    return step, math.inf if best_val is None else float(best_val)

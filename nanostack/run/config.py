@@ -1,19 +1,23 @@
 """TrainConfig: every setting of a run, its default, its help text and its valid range.
 
 A config is built in three layers: the defaults below, then a TOML preset or file (--config),
-then command-line flags. Field names follow nanoGPT's where the two overlap.
+then command-line flags. Field names follow nanoGPT's where the two overlap. The presets ship
+inside the package (nanostack/configs/*.toml), so an installed nanostack has them too.
 """
 import difflib
+import math
 import tomllib
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 from nanostack.errors import UserError
 from nanostack.models.config import KINDS as MODEL_KINDS
+from nanostack.models.config import numpy_support_problem
+from nanostack.tokenizer import TokenizerSpec
 
-PRESETS_DIR = Path(__file__).resolve().parents[2] / "configs"
+PRESETS_DIR = Path(__file__).resolve().parents[1] / "configs"
 BACKENDS = ("torch", "numpy")
-
+EXAMPLES_MODES = ("auto", "stream", "lines", "paragraphs")
 
 
 def _f(default, help):
@@ -27,7 +31,8 @@ class TrainConfig:
     tokenizer: str = _f("char", "tokenizer: char (one token per character of the data), bpe:VOCAB_SIZE (byte-level "
                                 "BPE trained on the train split), gpt2, or a tokenizer .json file")
     examples: str = _f("auto", "stream (one long text, random windows), lines (one example per line, for "
-                               "makemore-style models), or auto: lines for names, stream otherwise")
+                               "makemore-style models), paragraphs (examples separated by blank lines), or auto: "
+                               "lines for names, stream otherwise")
     # model
     model: str = _f("transformer", "transformer (the GPT), bigram, bigram_counts, mlp, rnn, gru, lstm or wavenet")
     n_layer: int = _f(4, "number of transformer blocks")
@@ -36,7 +41,8 @@ class TrainConfig:
     n_embd2: int = _f(64, "hidden width of mlp, rnn, gru, lstm and wavenet")
     batchnorm: bool = _f(False, "mlp and wavenet: BatchNorm on the hidden layers")
     context: int = _f(0, "mlp and wavenet: how many tokens back they read (0: all of block_size)")
-    block_size: int = _f(64, "context length in tokens")
+    block_size: int = _f(0, "context length in tokens (0: 64 for a stream, the longest example + 1 for lines "
+                            "and paragraphs)")
     dropout: float = _f(0.0, "dropout probability, 0 to turn off")
     bias: bool = _f(True, "use biases in Linear and LayerNorm layers")
     # optimisation
@@ -65,12 +71,17 @@ class TrainConfig:
     seed: int = _f(1337, "seed for initialisation, data order and dropout")
 
     def validate(self) -> "TrainConfig":
-        positive = ["n_layer", "n_head", "n_embd", "n_embd2", "block_size", "batch_size", "gradient_accumulation_steps",
+        """Every setting in range and finite, checked before anything is written."""
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if isinstance(value, float) and not math.isfinite(value):
+                raise UserError(f"{f.name} must be a finite number, got {value}", f"set --{_flag(f.name)} to a number")
+        positive = ["n_layer", "n_head", "n_embd", "n_embd2", "batch_size", "gradient_accumulation_steps",
                     "max_iters", "eval_interval", "eval_iters", "log_interval", "ckpt_interval", "lr_decay_iters"]
         for name in positive:
             if getattr(self, name) <= 0:
                 raise UserError(f"{name} must be positive, got {getattr(self, name)}", f"set --{_flag(name)} > 0")
-        for name in ["learning_rate", "min_lr", "weight_decay", "grad_clip", "warmup_iters", "context"]:
+        for name in ["learning_rate", "min_lr", "weight_decay", "grad_clip", "warmup_iters", "context", "block_size"]:
             if getattr(self, name) < 0:
                 raise UserError(f"{name} must not be negative, got {getattr(self, name)}", f"set --{_flag(name)} >= 0")
         for name in ["dropout", "beta1", "beta2"]:
@@ -88,8 +99,9 @@ class TrainConfig:
             raise UserError(f"unknown device {self.device!r}", "use auto, cpu, cuda, cuda:N or mps")
         if self.model not in MODEL_KINDS:
             raise UserError(f"unknown model {self.model!r}", f"use one of: {', '.join(MODEL_KINDS)}")
-        if self.examples not in ("auto", "lines", "stream"):
-            raise UserError(f"unknown examples mode {self.examples!r}", "use auto, lines or stream")
+        if self.examples not in EXAMPLES_MODES:
+            raise UserError(f"unknown examples mode {self.examples!r}", f"use {', '.join(EXAMPLES_MODES)}")
+        TokenizerSpec.parse(self.tokenizer)
         if self.backend not in BACKENDS:
             raise UserError(f"unknown backend {self.backend!r}", f"use one of: {', '.join(BACKENDS)}")
         if self.backend == "numpy":
@@ -99,10 +111,9 @@ class TrainConfig:
                 raise UserError("the numpy backend computes in float32 only", "use --dtype float32 or auto")
             if self.compile:
                 raise UserError("--compile is for the torch backend", "drop --compile, or use --backend torch")
-            if self.model not in ("transformer", "mlp") or self.batchnorm:
-                raise UserError(f"the numpy backend trains the transformer and the mlp (no batchnorm), not "
-                                f"{self.model}{' with batchnorm' if self.batchnorm else ''}",
-                                "use --backend torch for the other makemore models")
+            problem = numpy_support_problem(self.model, self.batchnorm)
+            if problem:
+                raise UserError(problem, "use --backend torch for the other makemore models")
         return self
 
 
@@ -145,14 +156,19 @@ def coerce(name: str, value, source: str):
     raise UserError(f"bad value {value!r} for {name} in {source}", f"it must be {TYPE_NAMES[kind]}")
 
 
+def preset_names() -> list:
+    """The presets that ship with nanostack (nanostack/configs/*.toml)."""
+    return sorted(p.stem for p in PRESETS_DIR.glob("*.toml"))
+
+
 def load_preset(spec: str) -> dict:
     """The key/value pairs of a preset name (configs/NAME.toml) or a TOML file path."""
     path = Path(spec)
     if not path.is_file():
         path = PRESETS_DIR / f"{spec}.toml"
     if not path.is_file():
-        names = sorted(p.stem for p in PRESETS_DIR.glob("*.toml"))
-        raise UserError(f"config {spec} is neither a file nor a preset", f"use a TOML file or one of: {', '.join(names)}")
+        raise UserError(f"config {spec} is neither a file nor a preset",
+                        f"use a TOML file or one of: {', '.join(preset_names())}")
     try:
         values = tomllib.loads(path.read_text(encoding="utf-8"))
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
