@@ -226,6 +226,12 @@ def main(argv=None) -> int:
         return EXIT_INTERRUPTED
     except BrokenPipeError:  # e.g. `nanostack sample RUN | head`
         return 0
+    except OSError as e:  # a full disk, a read-only folder, a path that is a file: one line, not a traceback
+        from nanostack.io import describe_os_error
+
+        print(f"error: {describe_os_error(e)}; free some space or fix the permissions, then run the command "
+              "again (files written before are intact)", file=sys.stderr)
+        return EXIT_USER_ERROR
 
 
 if __name__ == "__main__":

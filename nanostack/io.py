@@ -15,11 +15,31 @@ from nanostack.errors import UserError
 
 
 def write_atomic(path, data) -> None:
+    """Write data (str or bytes) to path: to path.tmp first, then rename over path. On failure (a full
+    disk, say) the old file is untouched and the temporary one removed."""
     path = Path(path)
     tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "wb") as f:
-        f.write(data.encode("utf-8") if isinstance(data, str) else data)
-    os.replace(tmp, path)
+    try:
+        with open(tmp, "wb") as f:
+            f.write(data.encode("utf-8") if isinstance(data, str) else data)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def file_mode() -> int:
+    """The mode a new file gets under this process's umask (0644 under the usual 022)."""
+    mask = os.umask(0)
+    os.umask(mask)
+    return 0o666 & ~mask
+
+
+def describe_os_error(e: OSError) -> str:
+    """An OSError as one line: what failed, on which file."""
+    where = f" {e.filename}" if e.filename else ""
+    reason = e.strerror or type(e).__name__
+    return f"cannot write or read{where}: {reason}"
 
 
 def write_json(path, obj) -> None:

@@ -45,6 +45,10 @@ class Shards(Dataset):
     def data_hash(self) -> str:
         return self.meta["data_hash"]
 
+    @property
+    def skipped(self) -> list:
+        return self.meta.get("skipped_names", [])
+
     def tokens(self, split: str) -> np.ndarray:
         return self.train if self.split_name(split) == "train" else self.val
 
@@ -157,6 +161,9 @@ def _write_shards(corpus: Corpus, tokenizer, data_hash: str, final: Path, log) -
         if tokenizer.kind == "bpe":
             log(f"training a {tokenizer.text} tokenizer on {len(train_text):,} characters")
         spec_text, tok = tokenizer.text, tokenizer.build(train_text, val_text)
+        if tokenizer.kind == "bpe" and tok.vocab_size < tokenizer.vocab_size:
+            log(f"note: {corpus.source} supports only {len(tok.merges):,} merges (no pair of tokens repeats after "
+                f"that), so the vocabulary has {tok.vocab_size:,} tokens, not {tokenizer.vocab_size:,}")
     else:
         spec_text, tok = "tokenizer.json", tokenizer
     dtype = np.uint16 if tok.vocab_size <= 2**16 else np.uint32
@@ -174,6 +181,7 @@ def _write_shards(corpus: Corpus, tokenizer, data_hash: str, final: Path, log) -
             "format": SHARD_FORMAT, "source": corpus.source, "data_hash": data_hash, "tokenizer": spec_text,
             "vocab_size": tok.vocab_size, "dtype": np.dtype(dtype).name,
             "documents": len(corpus.documents), "skipped_files": len(corpus.skipped),
+            "skipped_names": corpus.skipped,
             "characters": len(train_text) + len(val_text), "train_tokens": sizes["train"],
             "val_tokens": sizes["val"],
         })

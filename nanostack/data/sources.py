@@ -1,7 +1,9 @@
 """Where text comes from: the built-in corpora, a text file, or a folder of text files.
 
 A corpus is a list of documents (name, text) read as UTF-8. Binary or non-UTF-8 files are an
-error when named directly and are skipped (and counted) inside a folder.
+error when named directly and are skipped (and counted) inside a folder, as are files that cannot
+be read and files whose names are not UTF-8. A leading UTF-8 byte-order mark is not text: it is
+dropped, so it never becomes an invisible token.
 """
 import os
 import sysconfig
@@ -58,9 +60,10 @@ def _decode(raw: bytes):
     if b"\x00" in raw:
         return None
     try:
-        return raw.decode("utf-8")
+        text = raw.decode("utf-8")
     except UnicodeDecodeError:
         return None
+    return text[1:] if text.startswith("\ufeff") else text
 
 
 def _read_text_file(path: Path) -> str:
@@ -74,6 +77,21 @@ def _read_text_file(path: Path) -> str:
     return text
 
 
+def _is_utf8(name: str) -> bool:
+    try:
+        name.encode("utf-8")
+        return True
+    except UnicodeEncodeError:  # a file name of undecodable bytes (surrogate escapes)
+        return False
+
+
+def _read_or_none(path: Path):
+    try:
+        return _decode(path.read_bytes()) if path.is_file() else None
+    except OSError:  # unreadable: permissions, a file that vanished
+        return None
+
+
 def _read_folder(root: Path, spec: str, suffix: str = "", skip_dirs=frozenset()) -> Corpus:
     documents, skipped = [], []
     for dirpath, dirnames, filenames in os.walk(root):
@@ -83,12 +101,12 @@ def _read_folder(root: Path, spec: str, suffix: str = "", skip_dirs=frozenset())
                 continue
             path = Path(dirpath) / filename
             name = path.relative_to(root).as_posix()
-            text = _decode(path.read_bytes()) if path.is_file() else None
+            text = _read_or_none(path) if _is_utf8(name) else None
             if text is None:
-                skipped.append(name)
+                skipped.append(name.encode("utf-8", "surrogateescape").decode("utf-8", "replace"))
             elif text.strip():
                 documents.append((name, text))
     if not documents:
-        why = f" ({len(skipped)} binary or non-UTF-8 files skipped)" if skipped else ""
+        why = f" ({len(skipped)} binary, non-UTF-8 or unreadable files skipped)" if skipped else ""
         raise UserError(f"folder {spec} has no text files{why}", "give a folder that holds UTF-8 text files")
     return Corpus(spec, documents, split_by_document=True, skipped=skipped)

@@ -23,6 +23,22 @@ class ModelConfig:
     def context_width(self) -> int:
         return self.context or self.block_size
 
+    def problem(self):
+        """What makes this shape impossible (a message), or None: a hand-edited config is checked here."""
+        for name in ("vocab_size", "block_size", "n_layer", "n_head", "n_embd", "n_embd2"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
+                return f"{name} must be a positive whole number, not {value!r}"
+        if self.kind not in KINDS:
+            return f"unknown model kind {self.kind!r}"
+        if self.kind == "transformer" and self.n_embd % self.n_head:
+            return f"n_embd ({self.n_embd}) is not divisible by n_head ({self.n_head})"
+        if not isinstance(self.dropout, (int, float)) or not 0 <= self.dropout < 1:
+            return f"dropout must be in [0, 1), not {self.dropout!r}"
+        if not isinstance(self.context, int) or self.context < 0:
+            return f"context must be a whole number >= 0, not {self.context!r}"
+        return None
+
 
 NUMPY_KINDS = ("transformer", "mlp")  # the models written twice: on torch, and on nanostack.grad (numpy)
 

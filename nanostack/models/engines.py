@@ -54,14 +54,18 @@ def is_numpy(model) -> bool:
 def build_model(backend: str, config: ModelConfig, seed: int, device: str = "cpu"):
     """A freshly initialised model of config.kind on `backend`; the seed fixes the initial weights
     (and, on numpy, the dropout stream)."""
-    if backend == "numpy":
-        problem = numpy_support_problem(config.kind, config.batchnorm)
-        if problem:
-            raise UserError(problem, "use the torch backend for it")
-        grad_nn.manual_seed(seed)
-        return NUMPY_MODELS[config.kind](config)
-    torch.manual_seed(seed)
-    return build(config).to(device)
+    problem = config.problem() or (numpy_support_problem(config.kind, config.batchnorm) if backend == "numpy" else None)
+    if problem:
+        raise UserError(f"cannot build the model: {problem}", "fix the model settings")
+    try:
+        if backend == "numpy":
+            grad_nn.manual_seed(seed)
+            return NUMPY_MODELS[config.kind](config)
+        torch.manual_seed(seed)
+        return build(config).to(device)
+    except (RuntimeError, MemoryError, ValueError) as e:  # e.g. sizes too large for this machine's memory
+        first_line = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise UserError(f"cannot build the model ({first_line[:200]})", "use smaller sizes") from None
 
 
 def save_weights(model, path) -> None:

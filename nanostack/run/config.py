@@ -81,7 +81,8 @@ class TrainConfig:
         for name in positive:
             if getattr(self, name) <= 0:
                 raise UserError(f"{name} must be positive, got {getattr(self, name)}", f"set --{_flag(name)} > 0")
-        for name in ["learning_rate", "min_lr", "weight_decay", "grad_clip", "warmup_iters", "context", "block_size"]:
+        for name in ["learning_rate", "min_lr", "weight_decay", "grad_clip", "warmup_iters", "context", "block_size",
+                     "seed"]:
             if getattr(self, name) < 0:
                 raise UserError(f"{name} must not be negative, got {getattr(self, name)}", f"set --{_flag(name)} >= 0")
         for name in ["dropout", "beta1", "beta2"]:

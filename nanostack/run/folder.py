@@ -23,7 +23,7 @@ from dataclasses import asdict
 from pathlib import Path
 
 from nanostack.errors import UserError
-from nanostack.io import existing_dir, read_json, replace_dir, write_atomic, write_json
+from nanostack.io import existing_dir, file_mode, read_json, replace_dir, write_atomic, write_json
 from nanostack.models import ModelConfig
 from nanostack.run.config import TrainConfig, config_from_dict
 from nanostack.tokenizer import load_tokenizer
@@ -79,10 +79,15 @@ class RunFolder:
 
     def model_config(self) -> ModelConfig:
         try:
-            return ModelConfig(**self._section("model"))
+            config = ModelConfig(**self._section("model"))
         except TypeError as e:
             raise UserError(f"run config {self.path / 'config.json'} is damaged ({e})", "restore it or retrain") \
                 from None
+        problem = config.problem()
+        if problem:
+            raise UserError(f"run config {self.path / 'config.json'} describes an impossible model: {problem}",
+                            "restore config.json, or retrain")
+        return config
 
     def _section(self, name: str) -> dict:
         section = self.config.get(name)
@@ -139,7 +144,7 @@ class RunFolder:
         shutil.rmtree(tmp, ignore_errors=True)
         tmp.mkdir()
         save_weights(model, tmp / "model.safetensors")
-        os.chmod(tmp / "model.safetensors", 0o644)  # as every other file of the run, not safetensors' 0600
+        os.chmod(tmp / "model.safetensors", file_mode())  # as every other file of the run, not safetensors' 0600
         if optimizer_state is not None:
             import torch  # noqa: PLC0415 (reading a run's config needs no torch)
 

@@ -29,6 +29,9 @@ def train(train_text: str, vocab_size: int, out: str, pattern="gpt4", special=()
     tok.save(out)
     echo(f"trained {len(tok.merges):,} merges on {len(train_text):,} characters in {seconds:.2f}s; "
          f"vocab {tok.vocab_size:,}; saved {out}")
+    if tok.vocab_size < vocab_size:
+        echo(f"note: the text supports only {len(tok.merges):,} merges (no pair of tokens repeats after that), "
+             f"so the vocabulary has {tok.vocab_size:,} tokens, not {vocab_size:,}")
     return tok
 
 

@@ -4,8 +4,9 @@
 - A new run needs a folder that is missing, empty, or holds only nanostack's own leftovers.
 - --force may replace a run; the trainer then removes the run's own files only (a user's files stay),
   once the new run's data and model are ready.
-- --resume continues from latest/. A folder whose run has trained (metrics or best/) but lost
-  latest/ is refused, never silently started over. Settings that fix the model's shape or the
+- --resume continues from latest/. A run killed before its first checkpoint was complete starts again
+  from step 0 (nothing was saved to lose, and the log says so); a run whose latest/ is gone although it
+  went past its first checkpoint (by its metrics or its best/) is refused, never silently started over. Settings that fix the model's shape or the
   meaning of its token ids cannot change on resume.
 """
 from dataclasses import replace
@@ -44,11 +45,14 @@ def _resumed(run, overrides: dict, preset):
     if not run.is_run():
         raise UserError(f"there is no run to resume at {run.path}", "drop --resume to start a new run there")
     saved = run.train_config()
-    if run.checkpoint("latest") is None and (run.metrics() or run.checkpoint("best") is not None):
-        trained = max((r["step"] for r in run.metrics()), default=None)
-        at = f" (its metrics reach step {trained})" if trained else ""
-        raise UserError(f"{run.path} holds a run that has trained{at} but its latest/ checkpoint is missing, "
-                        "so it cannot be resumed", "restore latest/, or start over with --force")
+    trained = max((r["step"] for r in run.metrics()), default=0)
+    best = run.checkpoint("best")
+    best_step = run.read_state(best).get("step", 0) if best is not None else 0
+    if run.checkpoint("latest") is None and max(trained, best_step) > saved.ckpt_interval:
+        # the first latest/ was written (the run went past it): starting over would lose what it holds
+        raise UserError(f"{run.path} holds a run that has trained (its metrics reach step {trained}) but its "
+                        "latest/ checkpoint is missing, so it cannot be resumed",
+                        "restore latest/, or start over with --force")
     cfg = make_config(preset, overrides, base=saved)
     asked = _with_absolute_paths(cfg)  # a relative path to the same data is the same data
     if cfg.backend != saved.backend:

@@ -47,6 +47,9 @@ def train(out, cfg_overrides=None, preset=None, resume=False, force=False, log=t
             data = run.dataset(log)
         else:
             data = open_dataset(cfg.data, cfg.tokenizer, cfg.examples, cfg.seed, log=log)
+        if data.skipped:
+            shown = ", ".join(data.skipped[:3]) + (" ..." if len(data.skipped) > 3 else "")
+            log(f"note: {len(data.skipped)} file(s) of {cfg.data} left out as binary, non-UTF-8 or unreadable: {shown}")
         cfg = replace(cfg, block_size=data.block_size(cfg.block_size, log))
         engine = Engine(cfg.backend, cfg.device, cfg.dtype, cfg.compile)
         model = engine.build_model(model_config(cfg, data.tokenizer.vocab_size), cfg.seed)
@@ -62,7 +65,8 @@ def train(out, cfg_overrides=None, preset=None, resume=False, force=False, log=t
             run.truncate_metrics(step)
             log(f"resuming {run.path} from step {step}")
         elif resume:
-            log(f"{run.path} has no checkpoint yet: starting it from step 0")
+            run.truncate_metrics(0)
+            log(f"{run.path} stopped before its first checkpoint: starting it again from step 0")
         if step >= cfg.max_iters:
             log(f"{run.path} is already at step {step} of max_iters {cfg.max_iters}: nothing to train "
                 "(raise --max-iters to continue it)")
