@@ -1,39 +1,20 @@
 """Data: built-in corpora and user text -> a Dataset (token shards, or one example per line or
-paragraph) -> random batches and exact passes. See dataset.py for the interface."""
-from nanostack.data.dataset import Dataset, Example, example_id
-from nanostack.data.examples import Examples, read_examples
-from nanostack.data.loader import get_batch
-from nanostack.data.shards import Shards, prepare_shards
-from nanostack.data.sources import BUILTINS, Corpus, load_corpus
-from nanostack.errors import UserError
+paragraph) -> random batches and exact passes. See dataset.py for the interface.
 
-LINE_DATA = ("names",)  # built-in corpora that are one example per line
-EXAMPLE_KINDS = ("stream", "lines", "paragraphs")
+Names are imported when first used, so reading a corpus or a setting does not load torch.
+"""
+from importlib import import_module
 
-
-def data_kind(data: str, examples: str) -> str:
-    """stream, lines or paragraphs: what `--examples auto` means for this data."""
-    if examples == "auto":
-        return "lines" if data in LINE_DATA else "stream"
-    if examples not in EXAMPLE_KINDS:
-        raise UserError(f"unknown examples mode {examples!r}", f"use auto, {', '.join(EXAMPLE_KINDS)}")
-    return examples
+_WHERE = {"Dataset": "dataset", "Example": "dataset", "example_id": "dataset", "Examples": "examples",
+          "read_examples": "examples", "get_batch": "loader", "Shards": "shards", "prepare_shards": "shards",
+          "BUILTINS": "sources", "Corpus": "sources", "load_corpus": "sources",
+          "LINE_DATA": "open", "EXAMPLE_KINDS": "open", "data_kind": "open", "open_dataset": "open"}
 
 
-def open_dataset(data: str, tokenizer="char", examples: str = "auto", seed: int = 1337, log=print,
-                 expect_hash=None, reuse=None) -> Dataset:
-    """The dataset `data` cut into examples as `examples` says, tokenized by `tokenizer` (a spec, or a
-    tokenizer object: a run's own). With expect_hash (a run's recorded data hash), other data is refused;
-    reuse names the shard folder a run recorded, to skip tokenizing the same data again."""
-    kind = data_kind(data, examples)
-    if kind == "stream":
-        return prepare_shards(data, tokenizer, log=log, expect_hash=expect_hash, reuse=reuse)
-    dataset = read_examples(data, seed, kind, tokenizer)
-    if expect_hash is not None and dataset.data_hash != expect_hash:
-        raise UserError(f"the data {data} has changed since this run started (its content hash differs)",
-                        "use the data it trained on, or train a new run on the new data")
-    return dataset
+def __getattr__(name):
+    if name not in _WHERE:
+        raise AttributeError(f"module 'nanostack.data' has no attribute {name!r}")
+    return getattr(import_module(f"nanostack.data.{_WHERE[name]}"), name)
 
 
-__all__ = ["BUILTINS", "Corpus", "Dataset", "EXAMPLE_KINDS", "Example", "Examples", "LINE_DATA", "Shards",
-           "data_kind", "example_id", "get_batch", "load_corpus", "open_dataset", "prepare_shards", "read_examples"]
+__all__ = sorted(_WHERE)

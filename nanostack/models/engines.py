@@ -16,13 +16,14 @@ from nanostack.errors import UserError
 from nanostack.grad import nn as grad_nn
 from nanostack.grad import no_grad as grad_no_grad
 from nanostack.models import ModelConfig, build
-from nanostack.models.config import numpy_support_problem
+from nanostack.models.config import NUMPY_KINDS, numpy_support_problem
 from nanostack.models.generation import generate
 from nanostack.models.gpt_numpy import NumpyGPT, to_tensor_dict
 from nanostack.models.mlp_numpy import NumpyMLP
 
 BACKENDS = ("torch", "numpy")
 NUMPY_MODELS = {"transformer": NumpyGPT, "mlp": NumpyMLP}
+assert tuple(NUMPY_MODELS) == NUMPY_KINDS
 
 
 def resolve_device(name: str) -> str:
