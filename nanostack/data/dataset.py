@@ -73,10 +73,7 @@ class Dataset:
         """What one example of the exact pass is, in words (for reports)."""
         return "examples"
 
-    @property
-    def skipped(self) -> list:
-        """Files of a data folder that were left out (binary, non-UTF-8, unreadable), to tell the user."""
-        return []
+    skipped = ()  # files of a data folder that were left out (binary, non-UTF-8, unreadable), to tell the user
 
     def heldout_in_train(self):
         """How many held-out examples also occur in train (None where that is not measured)."""
