@@ -2,43 +2,116 @@
 
 1. Count the chunks. The text is pre-split (patterns.py) and each distinct chunk is kept once,
    with how often it occurs: memory grows with the vocabulary of the text, not its length.
+   Large inputs are cut into batches that worker processes count, one per core; their counts add up.
 2. Count the pairs. Every adjacent pair of tokens in every chunk, weighted by the chunk's count,
-   and for each pair the set of chunks that hold it.
+   and for each pair the chunks that hold it.
 3. Merge, one pair at a time. A heap hands out the pair with the highest count; ties go to the
    smallest (left id, right id). That rule makes training deterministic, and equal to rustbpe's.
    Merging rewrites only the chunks that hold the pair and adjusts the counts of the pairs around
-   each merge (-1 for the pairs it breaks, +1 for those it makes). Counts only ever fall for a pair
-   already in the heap, so the heap is refreshed lazily: a popped entry whose count is out of date
-   goes back with its true count.
+   each merge (-n for the pairs it breaks, +n for those it makes, n being the chunk's count).
+   Counts only ever fall for a pair already in the heap, so the heap is refreshed lazily: a popped
+   entry whose count is out of date goes back with its true count.
+
+The merge loop is plain Python tuned for CPython: a pair is one int (left * K + right, ordered as
+the tuple would be), a chunk is a list of ids ending in minus its count, and each pair's entry
+lists those lists themselves. list.count and list.index find a pair's left id at C speed, so a
+chunk that no longer holds the pair (about half of the visits) costs one scan.
 """
 import gc
 import heapq
 from collections import Counter, defaultdict
 from contextlib import contextmanager
 
-from nanostack.tokenizer.patterns import compile_pattern, split_text
+from nanostack.tokenizer.patterns import compile_pattern, cut_text, split_text
+from nanostack.tokenizer.workers import run_in_workers, usable_cores
+
+PARALLEL_MIN_CHARS = 2_000_000  # below this, starting worker processes costs more than it saves
+BATCH_CHARS = 4_000_000  # text per task when the size of the input is not known in advance
+PIECE_CHARS = 1_000_000  # a huge text is cut into pieces about this long (patterns.cut_text)
 
 
-def count_chunks(texts, pattern: str) -> Counter:
-    """{chunk (str): occurrences} over an iterable of texts."""
-    compiled = compile_pattern(pattern)
+def count_chunks(texts, pattern: str, workers=None) -> Counter:
+    """{chunk (str): occurrences} over an iterable of texts, counted in `workers` processes
+    (default: every usable core) when the input is large enough to pay for them."""
+    texts = [texts] if isinstance(texts, str) else texts
+    workers = workers or usable_cores()
+    batches = _batches(texts, pattern, workers)
+    first = next(batches, None)
+    second = next(batches, None) if workers > 1 else None
+    if second is None:  # one batch (small input, or one core): count here
+        counts = _count_batch(pattern, first or [])
+        for batch in batches:
+            _add(counts, _count_batch(pattern, batch))
+        return counts
+    counts = Counter()
+    for part in run_in_workers(_count_batch, pattern, _chain(first, second, batches), workers, ordered=False):
+        _add(counts, part)
+    return counts
+
+
+def _batches(texts, pattern, workers):
+    """Lists of texts (huge ones cut into pieces) of about equal size: 2 per worker when the
+    total is known, BATCH_CHARS each when texts is a stream; one batch if it is small."""
+    if isinstance(texts, (list, tuple)):
+        total = sum(map(len, texts))
+        size = total if workers == 1 or total < PARALLEL_MIN_CHARS else -(-total // (2 * workers))
+    else:
+        size = BATCH_CHARS
+    batch, filled = [], 0
+    for text in texts:
+        for piece in cut_text(text, pattern, min(size, PIECE_CHARS)):
+            batch.append(piece)
+            filled += len(piece)
+            if filled >= size:
+                yield batch
+                batch, filled = [], 0
+    if batch:
+        yield batch
+
+
+def _chain(first, second, rest):
+    yield first
+    yield second
+    yield from rest
+
+
+def _count_batch(pattern, texts) -> Counter:
+    compiled = compile_pattern(pattern)  # cached per pattern: cheap after the first call
     counts = Counter()
     for text in texts:
         counts.update(split_text(compiled, text))
     return counts
 
 
+def _add(counts: Counter, more: Counter) -> None:
+    if not counts:
+        counts.update(more)  # into an empty Counter this is a plain dict copy, in C
+        return
+    get = counts.get
+    for chunk, n in more.items():
+        counts[chunk] = get(chunk, 0) + n
+
+
 def train_merges(chunk_counts: dict, num_merges: int, progress=None) -> list:
     """The first num_merges merges, as (left id, right id) pairs; merge i makes token 256 + i.
     Fewer when the text runs out of pairs. progress(i) is called after each merge."""
+    return train_and_segment(chunk_counts, num_merges, progress)[0]
+
+
+def train_and_segment(chunk_counts: dict, num_merges: int, progress=None):
+    """(merges, segments): the merges as in train_merges, and for each chunk of chunk_counts (in
+    its order) its token ids after all the merges, which is how BPE encodes that chunk."""
     with collector_paused():
-        return _train_merges(chunk_counts, num_merges, progress)
+        words, merges = _train(chunk_counts, num_merges, progress)
+        for word in words:
+            word.pop()  # the count at the end
+        return merges, words
 
 
 @contextmanager
 def collector_paused():
-    """Python's cyclic garbage collector off for a while. Training builds millions of small lists,
-    tuples and sets, none in a cycle, and the collector spent 40% of the training time scanning them."""
+    """Python's cyclic garbage collector off for a while. Training builds millions of small lists
+    and ints, none in a cycle, and the collector spent 40% of the training time scanning them."""
     was_enabled = gc.isenabled()
     gc.disable()
     try:
@@ -48,72 +121,111 @@ def collector_paused():
             gc.enable()
 
 
-def _train_merges(chunk_counts: dict, num_merges: int, progress=None) -> list:
-    words = [list(chunk.encode("utf-8")) for chunk in chunk_counts]
-    counts = list(chunk_counts.values())
-    pair_counts = defaultdict(int)
-    where = defaultdict(set)  # pair -> indices of the words that may hold it
-    for i, word in enumerate(words):
-        n = counts[i]
-        for pair in zip(word, word[1:]):
-            pair_counts[pair] += n
-            where[pair].add(i)
-    heap = [(-c, pair) for pair, c in pair_counts.items()]
+def _train(chunk_counts: dict, num_merges: int, progress):
+    K = 256 + max(num_merges, 0)  # every id is below K: pair (a, b) is the int a * K + b
+    KK = K * K
+    # each word: the chunk's byte ids, then minus its count (which no id equals)
+    words = [[*chunk.encode("utf-8"), -n] for chunk, n in chunk_counts.items()]
+    pair_counts, where = _count_pairs(words, K)
+    heap = [pair - count * KK for pair, count in pair_counts.items()]  # highest count, then smallest pair
     heapq.heapify(heap)
-
+    heappop, heappush = heapq.heappop, heapq.heappush
     merges = []
     while len(merges) < num_merges and heap:
-        negative_count, pair = heapq.heappop(heap)
+        entry = heappop(heap)
+        pair = entry % KK
         current = pair_counts.get(pair, 0)
         if current <= 0:
             continue
-        if current != -negative_count:  # stale: the pair lost occurrences since it was queued
-            heapq.heappush(heap, (-current, pair))
+        if current != -(entry // KK):  # stale: the pair lost occurrences since it was queued
+            heappush(heap, pair - current * KK)
             continue
         new_id = 256 + len(merges)
-        merges.append(pair)
-        created = set()
-        for i in where.pop(pair):
-            word = words[i]
-            if len(word) < 2:
-                continue
-            words[i] = merge_word(word, pair, new_id, pair_counts, counts[i], where, i, created)
-        pair_counts.pop(pair, None)
-        for p in created:
-            c = pair_counts.get(p, 0)
-            if c > 0:
-                heapq.heappush(heap, (-c, p))
+        a, b = divmod(pair, K)
+        merges.append((a, b))
+        made = defaultdict(int)  # counts of the pairs that hold new_id, all new
+        merge = _merge_in if a != b else _merge_in_runs
+        for word in where.pop(pair):
+            merge(word, a, b, new_id, K, pair_counts, made, where)
+        del pair_counts[pair]
+        for p, count in made.items():
+            if count > 0:
+                pair_counts[p] = count
+                heappush(heap, p - count * KK)
         if progress is not None:
             progress(len(merges))
-    return merges
+    return words, merges
 
 
-def merge_word(word, pair, new_id, pair_counts, n, where, index, created) -> list:
-    """word with every non-overlapping occurrence of pair (left to right) replaced by new_id;
-    the pair counts around each occurrence move by n (the word's count)."""
-    a, b = pair
-    out = []
-    i, length = 0, len(word)
-    while i < length:
-        if i + 1 < length and word[i] == a and word[i + 1] == b:
-            if out:  # the pair on the left, (x, a), becomes (x, new)
-                x = out[-1]
-                pair_counts[(x, a)] -= n
-                left = (x, new_id)
-                pair_counts[left] += n
-                where[left].add(index)
-                created.add(left)
-            pair_counts[pair] -= n
-            if i + 2 < length:  # the pair on the right, (b, y), becomes (new, y)
+def _count_pairs(words, K):
+    """pair -> summed count, and pair -> the words that hold it (each word once)."""
+    pair_counts = defaultdict(int)
+    where = defaultdict(list)
+    for word in words:
+        n = -word[-1]
+        pairs = [x * K + y for x, y in zip(word, word[1:-1])]
+        for p in pairs:
+            pair_counts[p] += n
+        for p in set(pairs) if len(pairs) > 1 else pairs:
+            where[p].append(word)
+    return pair_counts, where
+
+
+def _merge_in(word, a, b, new_id, K, pair_counts, made, where):
+    """Replace each (a, b) in word by new_id, a != b, so occurrences cannot overlap. The pair on
+    the left, (x, a), becomes (x, new_id) and the one on the right, (b, y), becomes (new_id, y)."""
+    m = word.count(a)
+    if not m:
+        return  # the word lost the pair to an earlier merge
+    n = -word[-1]
+    last = len(word) - 2  # the index of the last id
+    i = -1
+    for _ in range(m):
+        i = word.index(a, i + 1)
+        if i < last and word[i + 1] == b:
+            if i:
+                x = word[i - 1]
+                if x == new_id:  # (new_id, a) was made by the occurrence just before
+                    made[new_id * K + a] -= n
+                else:
+                    pair_counts[x * K + a] -= n
+                p = x * K + new_id
+                made[p] += n
+                where[p].append(word)
+            if i + 1 < last:
                 y = word[i + 2]
-                pair_counts[(b, y)] -= n
-                right = (new_id, y)
-                pair_counts[right] += n
-                where[right].add(index)
-                created.add(right)
-            out.append(new_id)
-            i += 2
-        else:
-            out.append(word[i])
-            i += 1
-    return out
+                pair_counts[b * K + y] -= n
+                p = new_id * K + y
+                made[p] += n
+                where[p].append(word)
+            word[i] = new_id
+            del word[i + 1]
+            last -= 1
+
+
+def _merge_in_runs(word, a, _b, new_id, K, pair_counts, made, where):
+    """Replace (a, a) by new_id, left to right: a run of five a's becomes new new a."""
+    if word.count(a) < 2:
+        return
+    n = -word[-1]
+    i = 0
+    while i < len(word) - 2:
+        if word[i] == a and word[i + 1] == a:
+            if i:
+                x = word[i - 1]
+                if x == new_id:
+                    made[new_id * K + a] -= n
+                else:
+                    pair_counts[x * K + a] -= n
+                p = x * K + new_id
+                made[p] += n
+                where[p].append(word)
+            if i + 2 < len(word) - 1:
+                y = word[i + 2]
+                pair_counts[a * K + y] -= n  # (a, a) itself when the run goes on: dropped after the merge
+                p = new_id * K + y
+                made[p] += n
+                where[p].append(word)
+            word[i] = new_id
+            del word[i + 1]
+        i += 1
