@@ -29,17 +29,18 @@ def rustbpe_vocab(texts, vocab_size, pattern):
 
 @pytest.mark.parametrize("pattern", [GPT4, GPT2, r"\w+|\W+"])
 def test_counting_in_workers_equals_counting_here(shakespeare, monkeypatch, pattern):
-    """Documents and one long text cut into pieces, as a list and as a stream, over 2 processes."""
+    """One long text cut into pieces, and documents as a list and as a stream, over processes."""
     monkeypatch.setattr(bpe_train, "PARALLEL_MIN_CHARS", 0)
-    monkeypatch.setattr(bpe_train, "BATCH_CHARS", 50_000)
+    monkeypatch.setattr(bpe_train, "ROUND_CHARS", 50_000)
     monkeypatch.setattr(bpe_train, "PIECE_CHARS", 20_000)
     text = shakespeare[:300_000]
     documents = [text[i:i + 7_000] for i in range(0, len(text), 7_000)]
     here = count_chunks([text], pattern, workers=1)
     assert sum(here.values()) > 50_000
     assert count_chunks([text], pattern, workers=2) == here  # one text, cut at safe places
-    assert count_chunks(iter([text]), pattern, workers=2) == here  # a stream
-    assert count_chunks(documents, pattern, workers=2) == count_chunks(documents, pattern, workers=1)
+    by_document = count_chunks(documents, pattern, workers=1)
+    assert count_chunks(documents, pattern, workers=2) == by_document
+    assert count_chunks(iter(documents), pattern, workers=3) == by_document  # a stream, in rounds
 
 
 def test_training_over_workers_equals_rustbpe(shakespeare, monkeypatch):

@@ -22,7 +22,7 @@ from nanostack.io import read_json, write_atomic
 from nanostack.tokenizer.bpe_encode import ChunkEncoder
 from nanostack.tokenizer.bpe_train import count_chunks, train_and_segment
 from nanostack.tokenizer.patterns import compile_pattern, resolve_pattern
-from nanostack.tokenizer.workers import run_in_workers, usable_cores
+from nanostack.tokenizer.workers import even_ranges, share_work, usable_cores
 
 FORMAT_VERSION = 1
 PARALLEL_MIN_CHARS = 1_000_000  # below this much text, starting worker processes costs more than it saves
@@ -143,10 +143,12 @@ class BPETokenizer:
         if workers <= 1 or sum(map(len, texts)) < PARALLEL_MIN_CHARS:
             return [self.encode(t, allowed_special) for t in texts]
         self._allowed(allowed_special)  # a bad argument is refused here, not in every worker
-        ranges = _ranges_of_equal_size(texts, workers * 4)
-        encoded = []
-        for packed in run_in_workers(_encode_range, (self, texts, allowed_special), ranges, workers):
-            encoded += [ids.tolist() for ids in packed]
+        ranges = even_ranges(texts, workers * 8)
+        encoded = [None] * len(texts)
+        for done in share_work(_encode_ranges, (self, texts, allowed_special, ranges), len(ranges), workers,
+                               pack=_pack, unpack=_unpack):
+            for start, ids in done:
+                encoded[start:start + len(ids)] = ids
         return encoded
 
     # ---- decoding ---------------------------------------------------------------------------
@@ -225,19 +227,19 @@ def _check_merges(merges, byte_ids, source):
                             "restore the file or train it again")
 
 
-def _ranges_of_equal_size(texts, n):
-    """About n (start, stop) ranges of texts, each with about the same number of characters."""
-    total = sum(map(len, texts))
-    ranges, start, filled = [], 0, 0
-    for i, text in enumerate(texts):
-        filled += len(text)
-        if filled * n >= total * (len(ranges) + 1) or i == len(texts) - 1:
-            ranges.append((start, i + 1))
-            start = i + 1
-    return ranges
+def _encode_ranges(shared, tasks) -> list:
+    """[(first text's index, [ids of each text])] for the ranges of texts numbered by tasks."""
+    tokenizer, texts, allowed_special, ranges = shared
+    done = []
+    for task in tasks:
+        start, stop = ranges[task]
+        done.append((start, [tokenizer.encode(texts[i], allowed_special) for i in range(start, stop)]))
+    return done
 
 
-def _encode_range(shared, span):
-    tokenizer, texts, allowed_special = shared
-    # 4 bytes an id to send back, where a pickled list of ints takes about 5 and a slower unpickling
-    return [array("I", tokenizer.encode(texts[i], allowed_special)) for i in range(*span)]
+def _pack(done):  # 4 bytes an id to send back, where a pickled list takes ~5 and unpickles 4x slower
+    return [(start, [array("I", ids) for ids in lists]) for start, lists in done]
+
+
+def _unpack(done):
+    return [(start, [ids.tolist() for ids in arrays]) for start, arrays in done]

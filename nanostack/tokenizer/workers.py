@@ -1,16 +1,16 @@
-"""Tokenizer work spread over worker processes, one per core this process may use.
+"""Tokenizer work shared between this process and worker processes, one per usable core.
 
-With the fork start method (Linux) the workers inherit what they need (a tokenizer and its chunk
-cache, a list of texts) from the caller's memory instead of receiving it pickled; elsewhere it is
-pickled to each worker once. This module knows nothing about tokenizers: it runs
-func(shared, task) for each task and hands back the results.
+The work is a list of tasks (numbered 0..n-1). This process starts workers - 1 others and works
+too; each process takes the next task not yet taken whenever it is free, so a process that a busy
+neighbour slows simply takes fewer. With the fork start method (Linux) the workers inherit what
+they need (a tokenizer and its chunk cache, the texts) instead of receiving it pickled; elsewhere
+it is pickled to each worker once. Only results travel back, through a pipe, once per worker.
+
+This module knows nothing about tokenizers: it runs work(shared, tasks) in each process.
 """
 import gc
 import os
 from multiprocessing import get_all_start_methods, get_context
-
-_func = None
-_shared = None
 
 
 def usable_cores() -> int:
@@ -21,26 +21,72 @@ def usable_cores() -> int:
         return os.cpu_count() or 1
 
 
-def run_in_workers(func, shared, tasks, workers: int, ordered=True):
-    """Yield func(shared, task) for each task, computed in `workers` processes; in task order if
-    `ordered`, else as they finish. func must be a module-level function (spawn pickles it)."""
-    method = "fork" if "fork" in get_all_start_methods() else "spawn"
-    # Objects that exist now are moved out of the collector's sight while the workers fork, so a
-    # collection in a worker does not write to (and so copy) every page of the inherited heap.
-    gc.freeze()
+def even_ranges(texts, n: int) -> list:
+    """About n (start, stop) ranges of texts, each holding about as many characters."""
+    total = sum(map(len, texts))
+    ranges, start, filled = [], 0, 0
+    for i, text in enumerate(texts):
+        filled += len(text)
+        if filled * n >= total * (len(ranges) + 1) or i == len(texts) - 1:
+            ranges.append((start, i + 1))
+            start = i + 1
+    return ranges
+
+
+def share_work(work, shared, n_tasks: int, workers: int, pack=None, unpack=None) -> list:
+    """[work(shared, tasks) of each process, this one's first]: `tasks` yields task numbers, each
+    to one process. A worker's result is sent as pack(result) and read back as unpack(it).
+    work, pack and unpack must be module-level functions (spawn pickles them)."""
+    workers = max(1, min(workers, n_tasks))
+    ctx = get_context("fork" if "fork" in get_all_start_methods() else "spawn")
+    counter = ctx.Value("q", 0) if workers > 1 else None
+    started, finished = [], False
     try:
-        pool = get_context(method).Pool(workers, initializer=_start_worker, initargs=(func, shared))
+        for _ in range(workers - 1):
+            receiver, sender = ctx.Pipe(duplex=False)
+            process = ctx.Process(target=_worker, args=(work, shared, n_tasks, counter, sender, pack), daemon=True)
+            process.start()
+            sender.close()
+            started.append((process, receiver))
+        results = [work(shared, _take(counter, n_tasks))]
+        for _, receiver in started:
+            try:
+                failed, result = receiver.recv()
+            except EOFError:
+                raise RuntimeError("a tokenizer worker process died") from None
+            if failed:
+                raise result
+            results.append(unpack(result) if unpack else result)
+        finished = True
+        return results
     finally:
-        gc.unfreeze()
-    with pool:
-        yield from (pool.imap if ordered else pool.imap_unordered)(_run_task, tasks)
+        for process, receiver in started:
+            if not finished:
+                process.terminate()  # this process failed, so nobody reads what the rest still compute
+            process.join()
+            receiver.close()
 
 
-def _start_worker(func, shared):
-    global _func, _shared
-    _func, _shared = func, shared
-    gc.disable()  # the work builds no reference cycles; a worker lives for one call
+def _take(counter, n_tasks: int):
+    """Task numbers not yet taken by any process, in order."""
+    if counter is None:
+        yield from range(n_tasks)
+        return
+    while True:
+        with counter.get_lock():
+            task = counter.value
+            counter.value = task + 1
+        if task >= n_tasks:
+            return
+        yield task
 
 
-def _run_task(task):
-    return _func(_shared, task)
+def _worker(work, shared, n_tasks, counter, sender, pack):
+    gc.disable()  # the work builds no reference cycles, and a worker lives for one call
+    try:
+        result = work(shared, _take(counter, n_tasks))
+        sender.send((False, pack(result) if pack else result))
+    except BaseException as e:  # noqa: BLE001 (handed to the caller, who raises it)
+        sender.send((True, e))
+    finally:
+        sender.close()
