@@ -52,20 +52,20 @@ class ChunkEncoder:
 
     def _encode_piece(self, text: str) -> list:
         chunks = split_text(self.compiled, text)
-        ids = list(map(self.one_token.get, chunks))  # None where a chunk is not one token
-        if None not in ids:
+        ids = list(map(self.one_token.get, chunks, repeat(-1)))  # -1 (quicker to find than None): not one token
+        if -1 not in ids:
             return ids
         out, start = [], 0
         many, index = self.many_tokens, ids.index
         try:
             while True:
-                i = index(None, start)
+                i = index(-1, start)
                 out += ids[start:i]
                 chunk = chunks[i]
                 segment = many.get(chunk)
                 out += self._learn(chunk) if segment is None else segment
                 start = i + 1
-        except ValueError:  # no None left
+        except ValueError:  # no -1 left
             out += ids[start:]
         return out
 
