@@ -15,8 +15,9 @@ Cases:
   them, three ways: in the process that trained it (`after_training`: the trainer hands over the
   encodings of its chunks), with a new tokenizer in that same process (`new_tokenizer_same_process`:
   an empty chunk cache, a heap that training has used), and in a fresh process that loads the
-  tokenizer file (`fresh_process`); plus encode_batch on the allowed cores (fresh cache), and
-  tiktoken through to_tiktoken() on 1 thread and on the allowed cores.
+  tokenizer file (`fresh_process`); the 20 MB as one string, as `nanostack prepare` encodes a
+  split (`one_string`); encode_batch on the allowed cores (fresh cache); and tiktoken through
+  to_tiktoken() on 1 thread, on the allowed cores, and on the one string.
 With --peers, rustbpe, HF tokenizers and tiktoken (those installed) run the same cases.
 Prints one JSON line per measurement (seconds, MB/s, CPU seconds of the process and its workers,
 peak RSS of the process and of its largest worker), then one summary line per engine with ranges.
@@ -127,6 +128,9 @@ def encode_case(case, impl, cores, tokenizer_file, peers):
         measure("nanostack_after_training", lambda: [tok.encode_ordinary(d) for d in docs])
         new = BPETokenizer.load(tokenizer_file)
         measure("nanostack_new_tokenizer_same_process", lambda: [new.encode_ordinary(d) for d in docs])
+        joined = "".join(docs)  # as `nanostack prepare` encodes a split: one string
+        new = BPETokenizer.load(tokenizer_file)
+        measure("nanostack_one_string_new_tokenizer", lambda: [new.encode_ordinary(joined)])
     else:
         tok = BPETokenizer.load(tokenizer_file)
         measure("nanostack_fresh_process", lambda: [tok.encode_ordinary(d) for d in docs])
@@ -136,6 +140,8 @@ def encode_case(case, impl, cores, tokenizer_file, peers):
         if peers and _installed("tiktoken"):
             fast = tok.to_tiktoken()
             measure("tiktoken_1_thread", lambda: fast.encode_ordinary_batch(docs, num_threads=1))
+            joined = "".join(docs)
+            measure("tiktoken_one_string", lambda: [fast.encode_ordinary(joined)])
             threads = len(os.sched_getaffinity(0))
             if threads > 1:
                 measure("tiktoken_all_threads", lambda: fast.encode_ordinary_batch(docs, num_threads=threads))
