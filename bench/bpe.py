@@ -4,20 +4,21 @@
                         [--cores all,1] [--repeat 1]
 
 Every measurement runs in a fresh process, once free to use every core this process may use
-("all") and once pinned to one core ("1", with os.sched_setaffinity: nanostack's workers, HF's and
-rustbpe's thread pools and tiktoken all size themselves by it). Rounds run all engines one after
-another, so that a busy neighbour disturbs them alike; --repeat gives ranges.
+("all") and once pinned to one core ("1", with os.sched_setaffinity: nanostack's workers and the
+thread pools of HF tokenizers and rustbpe size themselves by it; tiktoken is given that many
+threads). Rounds run all engines one after another, so that a busy neighbour disturbs them alike;
+--repeat gives ranges.
 
 Cases:
 - train_shakespeare: vocab 4096, GPT-4 split pattern, on tiny shakespeare;
 - train_pystdlib: vocab 32768 on the first 20 MB of the Python standard library's .py files;
 - encode_pystdlib: encode those 20 MB (one encode() per file) with the 32768 tokenizer trained on
-  them, three ways: in the process that trained it (`after_training`: the trainer hands over the
-  encodings of its chunks), with a new tokenizer in that same process (`new_tokenizer_same_process`:
-  an empty chunk cache, a heap that training has used), and in a fresh process that loads the
-  tokenizer file (`fresh_process`); the 20 MB as one string, as `nanostack prepare` encodes a
-  split (`one_string`); encode_batch on the allowed cores (fresh cache); and tiktoken through
-  to_tiktoken() on 1 thread, on the allowed cores, and on the one string.
+  them: in the process that trained it (`after_training`: the trainer hands over the encodings of
+  its chunks), with a new tokenizer in that same process (`new_tokenizer_same_process`: an empty
+  chunk cache, a heap that training has used), in a fresh process that loads the tokenizer file
+  (`fresh_process`), and as one 20 MB string, the way `nanostack prepare` encodes a split
+  (`one_string`); encode_batch on the allowed cores after training and in the fresh process; and
+  tiktoken through to_tiktoken(), on 1 thread, on the allowed cores and on the one string.
 With --peers, rustbpe, HF tokenizers and tiktoken (those installed) run the same cases.
 Prints one JSON line per measurement (seconds, MB/s, CPU seconds of the process and its workers,
 peak RSS of the process and of its largest worker), then one summary line per engine with ranges.
@@ -126,6 +127,8 @@ def encode_case(case, impl, cores, tokenizer_file, peers):
         tok = BPETokenizer.train(docs, 32768, pattern="gpt4")
         tok.save(tokenizer_file)
         measure("nanostack_after_training", lambda: [tok.encode_ordinary(d) for d in docs])
+        if cores != "1":
+            measure("nanostack_encode_batch_after_training", lambda: tok.encode_batch(docs, allowed_special="none"))
         new = BPETokenizer.load(tokenizer_file)
         measure("nanostack_new_tokenizer_same_process", lambda: [new.encode_ordinary(d) for d in docs])
         joined = "".join(docs)  # as `nanostack prepare` encodes a split: one string
