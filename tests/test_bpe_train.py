@@ -82,3 +82,17 @@ def test_training_is_deterministic_over_workers(shakespeare, monkeypatch):
     documents = [shakespeare[i:i + 20_000] for i in range(0, 300_000, 20_000)]
     runs = [train_merges(count_chunks(documents, GPT4, workers=w), 400) for w in (1, 2, 3)]
     assert runs[0] == runs[1] == runs[2]
+
+
+def _count_in(args):
+    return count_chunks(*args)
+
+
+def test_counting_inside_a_pool_worker_does_not_start_processes(monkeypatch):
+    """A multiprocessing.Pool worker is daemonic and may not have children: it counts alone."""
+    from multiprocessing import get_context
+
+    monkeypatch.setattr(bpe_train, "PARALLEL_MIN_CHARS", 0)
+    texts = ["the cat sat on the mat\n"] * 500
+    with get_context("fork").Pool(1) as pool:
+        assert pool.map(_count_in, [(texts, GPT4, 2)]) == [count_chunks(texts, GPT4, workers=1)]

@@ -10,7 +10,7 @@ This module knows nothing about tokenizers: it runs work(shared, tasks) in each 
 """
 import gc
 import os
-from multiprocessing import get_all_start_methods, get_context
+from multiprocessing import current_process, get_all_start_methods, get_context
 
 
 def usable_cores() -> int:
@@ -38,6 +38,8 @@ def share_work(work, shared, n_tasks: int, workers: int, pack=None, unpack=None)
     to one process. A worker's result is sent as pack(result) and read back as unpack(it).
     work, pack and unpack must be module-level functions (spawn pickles them)."""
     workers = max(1, min(workers, n_tasks))
+    if current_process().daemon:
+        workers = 1  # a daemonic process (a multiprocessing.Pool worker, say) may not start processes
     ctx = get_context("fork" if "fork" in get_all_start_methods() else "spawn")
     counter = ctx.Value("q", 0) if workers > 1 else None
     started, finished = [], False
