@@ -41,11 +41,11 @@ def count_chunks(texts, pattern: str, workers=None) -> Counter:
     counts = Counter()
     for pieces in _rounds(texts, pattern):
         if workers == 1 or sum(map(len, pieces)) < PARALLEL_MIN_CHARS:
-            _add(counts, _count_ranges((compiled, pieces, [(0, len(pieces))]), [0]))
+            counts.update(_count_ranges((compiled, pieces, [(0, len(pieces))]), [0]))
             continue
         ranges = even_ranges(pieces, workers * 4)
         for part in share_work(_count_ranges, (compiled, pieces, ranges), len(ranges), workers):
-            _add(counts, part)
+            counts.update(part)
     return counts
 
 
@@ -73,15 +73,6 @@ def _count_ranges(shared, tasks) -> Counter:
         for piece in pieces[start:stop]:
             counts.update(split_text(compiled, piece))
     return counts
-
-
-def _add(counts: Counter, more: Counter) -> None:
-    if not counts:
-        counts.update(more)  # into an empty Counter this is a plain dict copy, in C
-        return
-    get = counts.get
-    for chunk, n in more.items():
-        counts[chunk] = get(chunk, 0) + n
 
 
 def train_merges(chunk_counts: dict, num_merges: int, progress=None) -> list:
