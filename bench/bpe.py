@@ -21,7 +21,9 @@ Cases:
   tiktoken through to_tiktoken(), on 1 thread, on the allowed cores and on the one string.
 With --peers, rustbpe, HF tokenizers and tiktoken (those installed) run the same cases.
 Prints one JSON line per measurement (seconds, MB/s, CPU seconds of the process and its workers,
-peak RSS of the process and of its largest worker), then one summary line per engine with ranges.
+peak RSS of the process and of its largest worker), then one summary line per engine with ranges,
+then nanostack's time over each peer's, paired within rounds (for encoding: over tiktoken's on one
+thread, so below 1 is faster).
 """
 import argparse
 import json
@@ -173,6 +175,28 @@ def summarise(lines):
         print(json.dumps(out), flush=True)
 
 
+def compare(lines):
+    """nanostack's time over each peer's, taken within each round (so both saw the same neighbours):
+    the range over rounds. For encoding, against tiktoken on one thread."""
+    by_key = {(r["round"], r["case"], r["impl"], r["cores"]): r["seconds"] for r in lines}
+    pairs = {}
+    for (round_, case, impl, cores), seconds in by_key.items():
+        if case.startswith("train") and impl != "nanostack":
+            ours = by_key.get((round_, case, "nanostack", cores))
+        elif case == "encode_pystdlib" and impl.startswith("nanostack"):
+            ours, seconds = seconds, by_key.get((round_, case, "tiktoken_1_thread", cores))
+            impl = impl + "/tiktoken_1_thread"
+        else:
+            continue
+        if ours and seconds:
+            pairs.setdefault((case, impl, cores), []).append(ours / seconds)
+    for (case, impl, cores), ratios in pairs.items():
+        ratios.sort()
+        print(json.dumps({"time_ratio": case, "nanostack_over": impl, "cores": cores,
+                          "min_median_max": [round(ratios[0], 2), round(statistics.median(ratios), 2),
+                                             round(ratios[-1], 2)]}), flush=True)
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--cases", default="train_shakespeare,train_pystdlib,encode_pystdlib")
@@ -187,7 +211,7 @@ def main():
         return
     lines = []
     with tempfile.TemporaryDirectory() as tmp:
-        for _ in range(args.repeat):
+        for round_ in range(args.repeat):
             for case in args.cases.split(","):
                 for cores in args.cores.split(","):
                     for impl in _impls(case, args.peers):
@@ -195,9 +219,11 @@ def main():
                         out = subprocess.run([sys.executable, __file__, "--child", case, impl, cores, tokenizer_file,
                                               "1" if args.peers else "0"], check=True, capture_output=True, text=True)
                         for line in out.stdout.splitlines():
-                            print(line, flush=True)
-                            lines.append(json.loads(line))
+                            row = {**json.loads(line), "round": round_}
+                            print(json.dumps(row), flush=True)
+                            lines.append(row)
     summarise(lines)
+    compare(lines)
 
 
 def _impls(case, peers):
