@@ -21,7 +21,8 @@ Cases:
   tiktoken through to_tiktoken(), on 1 thread, on the allowed cores and on the one string.
 With --peers, rustbpe, HF tokenizers and tiktoken (those installed) run the same cases.
 Prints one JSON line per measurement (seconds, MB/s, CPU seconds of the process and its workers,
-peak RSS of the process and of its largest worker), then one summary line per engine with ranges,
+peak RSS of the process and of its largest worker, and neighbours_load: the share of the machine's
+cores that other processes used meanwhile, from /proc/stat), then one summary line per engine,
 then nanostack's time over each peer's, paired within rounds (for encoding: over tiktoken's on one
 thread, so below 1 is faster).
 """
@@ -77,10 +78,25 @@ def report(**fields):
     print(json.dumps(fields), flush=True)
 
 
+def machine_busy_seconds() -> float:
+    """CPU seconds every process on the machine has used since boot (from /proc/stat), or 0."""
+    try:
+        with open("/proc/stat") as f:
+            fields = [int(x) for x in f.readline().split()[1:]]
+    except OSError:
+        return 0.0
+    idle = fields[3] + fields[4]  # idle, iowait
+    return (sum(fields[:8]) - idle) / os.sysconf("SC_CLK_TCK")
+
+
 def timed(run):
-    c0, t0 = cpu_seconds(), time.perf_counter()
+    """(result, seconds, our CPU seconds, the share of the machine's cores that other processes
+    used meanwhile): a busy neighbour shows in the last."""
+    c0, b0, t0 = cpu_seconds(), machine_busy_seconds(), time.perf_counter()
     result = run()
-    return result, time.perf_counter() - t0, cpu_seconds() - c0
+    seconds, cpu = time.perf_counter() - t0, cpu_seconds() - c0
+    others = max(0.0, machine_busy_seconds() - b0 - cpu) / (seconds * (os.cpu_count() or 1))
+    return result, seconds, cpu, others
 
 
 def train_with(impl, docs, vocab_size):
@@ -108,9 +124,9 @@ def train_with(impl, docs, vocab_size):
 def train_case(case, impl, cores):
     docs, vocab_size = (shakespeare(), 4096) if case == "train_shakespeare" else (pystdlib_20mb(), 32768)
     n_bytes = sum(len(d.encode("utf-8")) for d in docs)
-    _, seconds, cpu = timed(lambda: train_with(impl, docs, vocab_size))
+    _, seconds, cpu, others = timed(lambda: train_with(impl, docs, vocab_size))
     report(case=case, impl=impl, cores=cores, vocab_size=vocab_size, mb=round(n_bytes / MB, 2),
-           seconds=round(seconds, 3), cpu_seconds=round(cpu, 2))
+           seconds=round(seconds, 3), cpu_seconds=round(cpu, 2), neighbours_load=round(others, 2))
 
 
 def encode_case(case, impl, cores, tokenizer_file, peers):
@@ -120,9 +136,10 @@ def encode_case(case, impl, cores, tokenizer_file, peers):
     n_bytes = sum(len(d.encode("utf-8")) for d in docs)
 
     def measure(name, run):
-        ids, seconds, cpu = timed(run)
+        ids, seconds, cpu, others = timed(run)
         report(case=case, impl=name, cores=cores, mb=round(n_bytes / MB, 2), seconds=round(seconds, 3),
-               mb_per_s=round(n_bytes / MB / seconds, 2), cpu_seconds=round(cpu, 2), tokens=sum(map(len, ids)))
+               mb_per_s=round(n_bytes / MB / seconds, 2), cpu_seconds=round(cpu, 2), tokens=sum(map(len, ids)),
+               neighbours_load=round(others, 2))
         return ids
 
     if impl == "same_process":
@@ -168,7 +185,7 @@ def summarise(lines):
         groups.setdefault((row["case"], row["impl"], row["cores"]), []).append(row)
     for (case, impl, cores), rows in groups.items():
         out = {"summary": case, "impl": impl, "cores": cores, "runs": len(rows)}
-        for key in ("seconds", "mb_per_s", "cpu_seconds"):
+        for key in ("seconds", "mb_per_s", "cpu_seconds", "neighbours_load"):
             if key in rows[0]:
                 values = sorted(r[key] for r in rows)
                 out[key] = [values[0], round(statistics.median(values), 3), values[-1]]
