@@ -15,7 +15,8 @@
 The merge loop is plain Python tuned for CPython: a pair is one int (left * K + right, ordered as
 the tuple would be), a chunk is a list of ids ending in minus its count, and each pair's entry
 lists those lists themselves. list.count and list.index find a pair's left id at C speed, so a
-chunk that no longer holds the pair (about half of the visits) costs one scan.
+chunk that no longer holds the pair (about half of the visits) costs one scan, and a long chunk
+(a text without a split pattern is one) is rebuilt once per merge, not once per occurrence.
 """
 import gc
 import heapq
@@ -127,40 +128,57 @@ def _train(chunk_counts: dict, num_merges: int, progress):
         a, b = divmod(pair, K)
         merges.append((a, b))
         made = defaultdict(int)  # counts of the pairs that hold new_id, all new
-        if a == b:
-            for word in where.pop(pair):
-                _merge_in_runs(word, a, new_id, K, pair_counts, made, where)
-        else:  # the hot loop, inlined: a call per word cost 6% of the training time
-            for word in where.pop(pair):
-                # Replace each (a, b) in word by new_id; with a != b occurrences cannot overlap.
-                # The pair on the left, (x, a), becomes (x, new_id); on the right (b, y) becomes (new_id, y).
-                m = word.count(a)
-                if not m:
-                    continue  # the word lost the pair to an earlier merge
-                n = -word[-1]
-                last = len(word) - 2  # the index of the last id
-                i = -1
-                for _ in range(m):
-                    i = word.index(a, i + 1)
-                    if i < last and word[i + 1] == b:
-                        if i:
+        for word in where.pop(pair):
+            # Each (a, b) in word, left to right, becomes new_id: the pair on its left, (x, a),
+            # becomes (x, new_id) and the one on its right, (b, y), becomes (new_id, y).
+            remaining = word.count(a)  # a's not yet looked at
+            if not remaining:
+                continue  # the word lost the pair to an earlier merge
+            n = -word[-1]
+            last = len(word) - 2  # the index of the last id
+            hits, made_here = [], []
+            start = 0
+            while remaining:
+                i = word.index(a, start)
+                remaining -= 1
+                if i < last and word[i + 1] == b:
+                    if i:
+                        if hits and hits[-1] == i - 2:  # right after the last one: (new_id, a) is undone
+                            x = new_id
+                            made[new_id * K + a] -= n
+                        else:
                             x = word[i - 1]
-                            if x == new_id:  # (new_id, a) was made by the occurrence just before
-                                made[new_id * K + a] -= n
-                            else:
-                                pair_counts[x * K + a] -= n
-                            p = x * K + new_id
-                            made[p] += n
-                            where[p].append(word)
-                        if i + 1 < last:
-                            y = word[i + 2]
-                            pair_counts[b * K + y] -= n
-                            p = new_id * K + y
-                            made[p] += n
-                            where[p].append(word)
-                        word[i] = new_id
-                        del word[i + 1]
-                        last -= 1
+                            pair_counts[x * K + a] -= n
+                        p = x * K + new_id
+                        made[p] += n
+                        made_here.append(p)
+                    if i + 1 < last:
+                        y = word[i + 2]
+                        pair_counts[b * K + y] -= n  # when y is a, (b, y) may be the pair itself: dropped below
+                        p = new_id * K + y
+                        made[p] += n
+                        made_here.append(p)
+                    hits.append(i)
+                    if a == b:
+                        remaining -= 1  # the b was an a too
+                    start = i + 2
+                else:
+                    start = i + 1
+            if len(hits) == 1:
+                i = hits[0]
+                word[i] = new_id
+                del word[i + 1]
+            elif hits:  # rebuilt in one pass: deleting each pair in place costs a long word's length each time
+                out, start = [], 0
+                for i in hits:
+                    out += word[start:i]
+                    out.append(new_id)
+                    start = i + 2
+                out += word[start:]
+                word[:] = out
+                made_here = set(made_here)  # a long word is listed once per pair
+            for p in made_here:
+                where[p].append(word)
         del pair_counts[pair]
         for p, count in made.items():
             if count > 0:
@@ -172,40 +190,20 @@ def _train(chunk_counts: dict, num_merges: int, progress):
 
 
 def _count_pairs(words, K):
-    """pair -> summed count, and pair -> the words that hold it (a word twice if it holds it twice)."""
+    """pair -> summed count, and pair -> the words that hold it (a long word once per pair)."""
     pair_counts = defaultdict(int)
     where = defaultdict(list)
     for word in words:
         n = -word[-1]
-        for p in map(add, map(mul, word[:-2], repeat(K)), word[1:-1]):  # x * K + y for each pair
-            pair_counts[p] += n
-            where[p].append(word)
+        pairs = map(add, map(mul, word[:-2], repeat(K)), word[1:-1])  # x * K + y for each pair
+        if len(word) > 9:
+            pairs = list(pairs)
+            for p in pairs:
+                pair_counts[p] += n
+            for p in set(pairs):
+                where[p].append(word)
+        else:  # a short word may be listed twice for one pair: a second visit finds nothing to do
+            for p in pairs:
+                pair_counts[p] += n
+                where[p].append(word)
     return pair_counts, where
-
-
-def _merge_in_runs(word, a, new_id, K, pair_counts, made, where):
-    """Replace each (a, a) in word by new_id, left to right: a run of five a's becomes new new a."""
-    if word.count(a) < 2:
-        return
-    n = -word[-1]
-    i = 0
-    while i < len(word) - 2:
-        if word[i] == a and word[i + 1] == a:
-            if i:
-                x = word[i - 1]
-                if x == new_id:
-                    made[new_id * K + a] -= n
-                else:
-                    pair_counts[x * K + a] -= n
-                p = x * K + new_id
-                made[p] += n
-                where[p].append(word)
-            if i + 2 < len(word) - 1:
-                y = word[i + 2]
-                pair_counts[a * K + y] -= n  # (a, a) itself when the run goes on: dropped after the merge
-                p = new_id * K + y
-                made[p] += n
-                where[p].append(word)
-            word[i] = new_id
-            del word[i + 1]
-        i += 1
