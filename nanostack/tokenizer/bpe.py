@@ -11,21 +11,19 @@ Special tokens (e.g. <|endoftext|>) are registered by name and take ids after th
 rules for their text are the Tokenizer interface's (base.py), as tiktoken's.
 """
 import json
-import os
 from array import array
-from itertools import chain, repeat
-from multiprocessing import get_all_start_methods, get_context
+from functools import cached_property
 
 from nanostack.errors import UserError
 from nanostack.io import write_atomic
 from nanostack.tokenizer.base import Tokenizer, read_special_tokens
-from nanostack.tokenizer.bpe_train import count_chunks, train_merges
-from nanostack.tokenizer.patterns import compile_pattern, resolve_pattern, split_text
+from nanostack.tokenizer.bpe_encode import ChunkEncoder
+from nanostack.tokenizer.bpe_train import count_chunks, train_and_segment
+from nanostack.tokenizer.patterns import compile_pattern, resolve_pattern
+from nanostack.tokenizer.workers import even_ranges, share_work, usable_cores
 
 FORMAT_VERSION = 1
-CACHE_SIZE = 1_000_000  # distinct chunks whose ids are remembered
 PARALLEL_MIN_CHARS = 1_000_000  # below this much text, starting worker processes costs more than it saves
-NO_MERGE = 1 << 62  # the rank of a pair that no merge joins
 
 
 class BPETokenizer(Tokenizer):
@@ -38,7 +36,6 @@ class BPETokenizer(Tokenizer):
         self.pattern = pattern
         self.byte_ids = list(range(256)) if byte_ids is None else list(byte_ids)
         self.ranks = {pair: 256 + i for i, pair in enumerate(self.merges)}  # pair -> the token it makes
-        self._bytes_are_ids = self.byte_ids == list(range(256))
         self.vocab = [b""] * 256
         for b, i in enumerate(self.byte_ids):
             self.vocab[i] = bytes([b])
@@ -46,7 +43,6 @@ class BPETokenizer(Tokenizer):
             self.vocab.append(self.vocab[a] + self.vocab[b])
         super().__init__(special_tokens)
         self._compiled = compile_pattern(pattern)
-        self._cache = {}
 
     # ---- construction ----------------------------------------------------------------------
     @classmethod
@@ -60,12 +56,15 @@ class BPETokenizer(Tokenizer):
                             f"token(s) need {256 + len(names)}", f"use a vocab_size of at least {256 + len(names)}")
         pattern = resolve_pattern(pattern)
         texts = [text_or_iterable] if isinstance(text_or_iterable, str) else text_or_iterable
-        merges = train_merges(count_chunks(texts, pattern), num_merges, progress)
+        chunk_counts = count_chunks(texts, pattern)
+        merges, segments = train_and_segment(chunk_counts, num_merges, progress)
         if isinstance(special_tokens, dict):
             specials = dict(special_tokens)
         else:
             specials = {name: 256 + len(merges) + i for i, name in enumerate(names)}
-        return cls(merges, pattern, specials)
+        tokenizer = cls(merges, pattern, specials)
+        tokenizer._chunk_encoder.remember(chunk_counts, segments)  # the training text encodes without BPE
+        return tokenizer
 
     @classmethod
     def from_tiktoken(cls, path, pattern="gpt2", special_tokens=None):
@@ -82,46 +81,28 @@ class BPETokenizer(Tokenizer):
     # ---- encoding ---------------------------------------------------------------------------
     def encode_ordinary(self, text: str) -> list:
         """Token ids of text, special-token text included as plain text."""
-        chunks = split_text(self._compiled, text)
-        cache = self._cache
-        new = set(chunks).difference(cache)
-        if len(cache) + len(new) > CACHE_SIZE:  # bounded: a stream of distinct chunks must not eat the memory
-            cache = self._cache = {} if len(new) <= CACHE_SIZE else dict(cache)
-        for chunk in new:
-            cache[chunk] = self._encode_chunk(chunk.encode("utf-8"))
-        return list(chain.from_iterable(map(cache.__getitem__, chunks)))  # the loop runs in C
+        return self._chunk_encoder.encode(text)
 
-    def _encode_chunk(self, data: bytes) -> tuple:
-        """BPE on one chunk: merge the adjacent pair learned earliest (the leftmost if it occurs twice),
-        and repeat until no adjacent pair is a merge. A merge changes only its neighbours' ranks."""
-        ids = list(data) if self._bytes_are_ids else [self.byte_ids[b] for b in data]
-        rank_of = self.ranks.get
-        ranks = list(map(rank_of, zip(ids, ids[1:]), repeat(NO_MERGE)))  # ranks[i]: the pair ids[i], ids[i+1]
-        while ranks:
-            best = min(ranks)
-            if best == NO_MERGE:
-                break
-            i = ranks.index(best)
-            ids[i:i + 2] = (best,)
-            del ranks[i]
-            if i > 0:
-                ranks[i - 1] = rank_of((ids[i - 1], best), NO_MERGE)
-            if i < len(ranks):
-                ranks[i] = rank_of((best, ids[i + 1]), NO_MERGE)
-        return tuple(ids)
+    @cached_property
+    def _chunk_encoder(self) -> ChunkEncoder:
+        """Split, look up, BPE on new chunks (bpe_encode.py); built on first use, with its cache."""
+        return ChunkEncoder(self._compiled, self.pattern, self.vocab, self.ranks, self.byte_ids)
 
     def encode_batch(self, texts, allowed_special="none_raise", workers=None) -> list:
-        """encode() of each text, over `workers` processes (default: every core) when it pays."""
+        """encode() of each text, over `workers` processes (default: every usable core) when it pays.
+        Forked workers inherit this tokenizer and every chunk it has already seen."""
         texts = list(texts)
-        workers = workers or os.cpu_count() or 1
-        if workers == 1 or len(texts) < 2 or sum(map(len, texts)) < PARALLEL_MIN_CHARS:
+        workers = min(workers or usable_cores(), len(texts))
+        if workers <= 1 or sum(map(len, texts)) < PARALLEL_MIN_CHARS:
             return [self.encode(t, allowed_special) for t in texts]
-        # fork hands each worker this tokenizer (and its chunk cache) without pickling it
-        with get_context("fork" if "fork" in get_all_start_methods() else "spawn").Pool(
-                workers, initializer=_set_worker_tokenizer, initargs=(self,)) as pool:
-            chunksize = max(1, len(texts) // (workers * 4))
-            packed = pool.starmap(_encode_in_worker, [(t, allowed_special) for t in texts], chunksize=chunksize)
-            return [ids.tolist() for ids in packed]
+        self._allowed(allowed_special)  # a bad argument is refused here, not in every worker
+        ranges = even_ranges(texts, workers * 8)
+        encoded = [None] * len(texts)
+        for done in share_work(_encode_ranges, (self, texts, allowed_special, ranges), len(ranges), workers,
+                               pack=_pack, unpack=_unpack):
+            for start, ids in done:
+                encoded[start:start + len(ids)] = ids
+        return encoded
 
     # ---- decoding ---------------------------------------------------------------------------
     def _decode_ordinary_bytes(self, ids) -> bytes:
@@ -185,13 +166,19 @@ def _check_merges(merges, byte_ids, source):
                             "restore the file or train it again")
 
 
-_worker_tokenizer = None
+def _encode_ranges(shared, tasks) -> list:
+    """[(first text's index, [ids of each text])] for the ranges of texts numbered by tasks."""
+    tokenizer, texts, allowed_special, ranges = shared
+    done = []
+    for task in tasks:
+        start, stop = ranges[task]
+        done.append((start, [tokenizer.encode(texts[i], allowed_special) for i in range(start, stop)]))
+    return done
 
 
-def _set_worker_tokenizer(tokenizer):
-    global _worker_tokenizer
-    _worker_tokenizer = tokenizer
+def _pack(done):  # 4 bytes an id to send back, where a pickled list takes ~5 and unpickles 4x slower
+    return [(start, [array("I", ids) for ids in lists]) for start, lists in done]
 
 
-def _encode_in_worker(text, allowed_special):
-    return array("I", _worker_tokenizer.encode(text, allowed_special))  # 4 bytes an id to send back, not ~5
+def _unpack(done):
+    return [(start, [ids.tolist() for ids in arrays]) for start, arrays in done]
