@@ -137,6 +137,8 @@ class Engine:
         self.step_delay = 0.0  # seconds to sleep after each step (tests slow the engine down with it)
         self.steps = 0
         self.generated = 0     # tokens sampled since start
+        self.admitted = 0      # jobs admitted (prefilled) since start
+        self.peak_rows = 0     # the most rows busy at once (reset it to watch a stretch)
         self.thread = threading.Thread(target=self._run, name="nanostack-engine", daemon=True)
 
     # ---- HTTP side --------------------------------------------------------------------------------
@@ -202,6 +204,7 @@ class Engine:
         self._admit()
         self._retire(now)  # choices that finished with their first token
         if self.active:
+            self.peak_rows = max(self.peak_rows, len(self.active))
             self._sample(self.active, self.rows.decode([seq.pending for seq in self.active]))
         self.steps += 1
         if self.step_delay:
@@ -256,6 +259,7 @@ class Engine:
 
     def _start(self, job: Job) -> None:
         job.admitted_at = time.monotonic()
+        self.admitted += 1
         self.observer.prompt(len(job.prompt))
         scores = None
         if job.score_top is not None:
