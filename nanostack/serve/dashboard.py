@@ -9,9 +9,10 @@ GET /api/runs/{name}/report         the recipe's report (doctor/doctor.html), wh
 Runs are named, never given as paths (security.run_path); only fixed file names are read.
 """
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 from fastapi import APIRouter, Query
+from fastapi import Path as PathParam
 from fastapi.responses import FileResponse
 
 from nanostack.errors import UserError
@@ -23,7 +24,7 @@ from nanostack.serve.security import RUN_NAME, run_path
 
 REPORT = ("doctor", "doctor.html")
 REPORT_CSP = "default-src 'none'; style-src 'unsafe-inline'; img-src data:; frame-ancestors 'none'"
-NAME_DOC = {"description": "a run folder's name under --runs-root", "pattern": f"^{RUN_NAME.pattern}$"}
+RunName = Annotated[str, PathParam(pattern=f"^{RUN_NAME.pattern}$", description="a run folder's name under --runs-root")]
 ERRORS = {400: {"model": Error, "description": "not a run name"}, 401: {"model": Error, "description": "no token"},
           404: {"model": Error, "description": "no such run"}}
 
@@ -53,7 +54,7 @@ def make_dashboard(runs_root: Path, served_name: str) -> APIRouter:
         return {"runs": runs}
 
     @router.get("/api/runs/{name}", summary="A run's config", responses=ERRORS)
-    def run_info(name: str) -> dict:
+    def run_info(name: RunName) -> dict:
         run = open_named(name)
         try:
             config = run.config
@@ -63,13 +64,13 @@ def make_dashboard(runs_root: Path, served_name: str) -> APIRouter:
                 "examples": find_example_scores(run) is not None}
 
     @router.get("/api/runs/{name}/metrics", summary="A run's metrics records from index `since`", responses=ERRORS)
-    def run_metrics(name: str, since: int = Query(0, ge=0, le=10 ** 9)) -> dict:
+    def run_metrics(name: RunName, since: int = Query(0, ge=0, le=10 ** 9)) -> dict:
         records = open_named(name).metrics()  # complete lines only: a line being written waits for the next poll
         return {"records": records[since:], "next": max(len(records), since)}
 
     @router.get("/api/runs/{name}/examples", summary="A run's examples by loss (data engine scores)",
                 responses=ERRORS)
-    def run_examples(name: str, sort: Literal["loss"] = "loss", order: Literal["asc", "desc"] = "desc",
+    def run_examples(name: RunName, sort: Literal["loss"] = "loss", order: Literal["asc", "desc"] = "desc",
                      offset: int = Query(0, ge=0, le=10 ** 9), limit: int = Query(50, ge=1, le=200)) -> dict:
         run = open_named(name)
         table = find_example_scores(run)  # SEAM: the data engine's scores for this run
@@ -82,7 +83,7 @@ def make_dashboard(runs_root: Path, served_name: str) -> APIRouter:
 
     @router.get("/api/runs/{name}/report", summary="The recipe's report", response_class=FileResponse,
                 responses={200: {"content": {"text/html": {}}}, **ERRORS})
-    def run_report(name: str):
+    def run_report(name: RunName):
         path = open_named(name).path.joinpath(*REPORT)
         if not path.is_file():
             raise APIError(404, f"run {name!r} has no report yet; run `nanostack doctor` on it", "name", "no_report")

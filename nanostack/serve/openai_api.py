@@ -26,7 +26,9 @@ ERRORS = {status: {"model": Error, "description": what} for status, what in (
     (400, "invalid request: the message names the parameter"), (401, "missing or wrong bearer token"),
     (404, "unknown model"), (413, "request body too large"),
     (503, "queue full or queue wait too long; retry after Retry-After seconds"))}
-SSE_DOC = {"text/event-stream": {"schema": {"type": "string", "description": "data: <chunk>\\n\\n … data: [DONE]"}}}
+# OpenAPI 3.1: the schema of an event stream describes each event (its data: a JSON chunk, or [DONE])
+SSE_DOC = {"text/event-stream": {"schema": {"type": "object", "required": ["data"], "properties": {
+    "data": {"type": "string", "description": "a chunk as JSON; the last event is [DONE]"}}}}}
 
 
 def make_router(served, telemetry=None) -> APIRouter:

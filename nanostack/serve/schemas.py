@@ -15,6 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 UNSUPPORTED = ("suffix", "best_of", "logit_bias", "presence_penalty", "frequency_penalty")
 MAX_PROMPTS = 16  # prompts in one completions request (each with its n choices)
 MAX_STOPS, MAX_STOP_CHARS = 4, 64
+MAX_SEED = 2 ** 53  # the largest integer every JSON client (JavaScript's numbers too) keeps exact
 
 
 @dataclass(frozen=True)
@@ -73,7 +74,7 @@ def make_schemas(limits: Limits, vocab_size: int, pattern):
         stream: Optional[bool] = Field(False, description="server-sent events, ending with data: [DONE]")
         stream_options: Optional[StreamOptions] = None
         stop: Stops = Field(None, description=f"up to {MAX_STOPS} strings; the text ends before the first one")
-        seed: Optional[int] = Field(None, ge=-(2 ** 63), le=2 ** 64 - 1,
+        seed: Optional[int] = Field(None, ge=-MAX_SEED, le=MAX_SEED,
                                     description="choice i samples with seed + i: repeatable, batch-independent")
         user: Optional[str] = Field(None, max_length=256, description="accepted, not used")
         presence_penalty: Optional[float] = Field(None, ge=0, le=0, description="unsupported: only 0")

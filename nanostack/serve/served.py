@@ -1,17 +1,28 @@
 """ServedModel: the one run a server serves, loaded once: its model on the device, its tokenizer,
 the engine thread, the request schemas with the server's limits, and how text becomes token ids."""
+import os
 import time
 
 import torch
 
 from nanostack.errors import UserError
 from nanostack.models.engines import resolve_device
+from nanostack.models.generation import SMALL_MODEL
 from nanostack.run import RunFolder
 from nanostack.serve.api_errors import APIError
 from nanostack.serve.chat_template import chat_prompt, chat_template_name
 from nanostack.serve.engine import Engine
 from nanostack.serve.schemas import Limits, make_schemas, vocabulary_pattern
 from nanostack.serve.settings import ServeSettings
+
+
+def cpu_threads(model) -> int:
+    """Threads for the engine's torch calls on a CPU: one for a small model (its steps are many tiny ops,
+    as generation.SMALL_MODEL says), else all cores but one, which the HTTP thread needs. Measured on
+    2 busy cores: a 2-thread pool made a tiny model's decode step 25x slower (90 ms against 3.7 ms)."""
+    if sum(p.numel() for p in model.parameters()) < SMALL_MODEL:
+        return 1
+    return max(1, (os.cpu_count() or 2) - 1)
 
 
 class ServedModel:
@@ -21,6 +32,8 @@ class ServedModel:
         self.model = run.load_model(settings.checkpoint, device)
         if device.startswith("cuda"):
             self.model = self.model.to(torch.bfloat16)  # half the memory and bandwidth; logits go back to fp32
+        elif device == "cpu":
+            torch.set_num_threads(cpu_threads(self.model))
         self.tokenizer = run.tokenizer()
         self.settings = s = settings.for_device(device)
         self.id = run.path.name

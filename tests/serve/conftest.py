@@ -27,9 +27,10 @@ def tiny_run(runs_root):
     return runs_root / "tiny"
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def server(tiny_run):
-    """The default server (32 rows) over `tiny`, shared by the tests that do not change its settings."""
+    """The default server (32 rows) over `tiny`, shared by a module's tests that do not change its settings
+    (per module: the server sets torch's thread count, which the rest of the suite must get back)."""
     with BackgroundServer(tiny_run, settings()) as srv:
         yield srv
 

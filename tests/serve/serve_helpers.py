@@ -13,9 +13,9 @@ TINY_GPT = {"n_layer": 2, "n_head": 2, "n_embd": 32, "block_size": 32, "batch_si
 
 def chat_corpus(path, seed=0):
     """Lines of `User: …` and `Assistant: …` (and one `System:`), so the plain chat template's characters
-    are all in the vocabulary."""
+    are all in the vocabulary; one line of HTML, so the page's escaping can be tested with real tokens."""
     rng = random.Random(seed)
-    lines = ["System: be brief"]
+    lines = ["System: be brief", 'User: <img src=x onerror="document.title=\'pwned\'"> & <b>bold</b>']
     for _ in range(300):
         lines.append("User: " + " ".join(rng.choice(WORDS) for _ in range(5)))
         lines.append("Assistant: " + " ".join(rng.choice(WORDS) for _ in range(6)) + ".")
