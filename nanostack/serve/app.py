@@ -23,7 +23,7 @@ from nanostack.serve.llms_txt import llms_txt
 from nanostack.serve.metrics import CountRequests, ServerMetrics
 from nanostack.serve.openai_api import make_router
 from nanostack.serve.schemas import Health
-from nanostack.serve.security import BearerAuth, HostAllowList, SecurityHeaders
+from nanostack.serve.security import BearerAuth, HostAllowList, SecurityHeaders, ShedWhenFull
 
 STATIC = Path(__file__).resolve().parent / "static"
 
@@ -43,6 +43,7 @@ def build_app(served, metrics: ServerMetrics, telemetry=None, runs_root=None) ->
     app = FastAPI(title=f"nanostack serve: {served.id}", version=__version__, docs_url=None, redoc_url=None,
                   max_body_size=served.limits.max_body, lifespan=lifespan)
     app.state.served = served
+    app.state.telemetry = telemetry
     app.add_exception_handler(APIError, on_api_error)
     app.add_exception_handler(HTTPException, on_http_error)
     app.add_exception_handler(RequestValidationError, on_validation_error)
@@ -103,6 +104,7 @@ def build_app(served, metrics: ServerMetrics, telemetry=None, runs_root=None) ->
 
     # middleware: the last added runs first
     app.add_middleware(SecurityHeaders)
+    app.add_middleware(ShedWhenFull, engine=served.engine)
     app.add_middleware(BearerAuth, token=settings.api_key)
     if settings.cors_origins:
         app.add_middleware(CORSMiddleware, allow_origins=list(settings.cors_origins), allow_credentials=False,

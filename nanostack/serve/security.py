@@ -66,6 +66,22 @@ class BearerAuth:
         await self.app(scope, receive, send)
 
 
+class ShedWhenFull:
+    """A generation request that arrives while the queue is full gets its 503 before its body is read
+    and validated: under a burst, refusing must stay cheaper than serving (the engine re-checks on submit)."""
+
+    def __init__(self, app, engine):
+        self.app, self.engine = app, engine
+
+    async def __call__(self, scope, receive, send):
+        if (scope["type"] == "http" and scope["method"] == "POST" and scope["path"].startswith("/v1/")
+                and self.engine.waiting >= self.engine.max_queue):
+            await send_error(send, 503, f"server busy: the queue is full ({self.engine.max_queue} requests waiting)",
+                             "queue_full", [(b"retry-after", b"1")])
+            return
+        await self.app(scope, receive, send)
+
+
 class SecurityHeaders:
     def __init__(self, app):
         self.app = app

@@ -80,8 +80,15 @@ def uvicorn_server(app, settings: ServeSettings, log_level: str = "info"):
 
 def serve_run(run_dir, settings: ServeSettings, say=print) -> None:
     """Serve a run until Ctrl-C."""
-    app, served = create_server(run_dir, settings)
+    require_extra()
+    check_settings(settings)
+    open_run(run_dir)  # a missing run is named before the port is
     sock = bind(settings.host, settings.port)
+    try:
+        app, served = create_server(run_dir, settings)
+    except BaseException:
+        sock.close()
+        raise
     port = sock.getsockname()[1]
     s = served.settings
     logging.basicConfig(level=logging.INFO, format="%(message)s")
@@ -91,7 +98,11 @@ def serve_run(run_dir, settings: ServeSettings, say=print) -> None:
         f"auth {'on (bearer token)' if s.api_key else 'off'}; "
         f"telemetry {'on: ' + str(s.telemetry) if s.telemetry else 'off (--telemetry DIR records requests)'}; "
         f"prompts {'logged' if s.log_requests else 'not logged'}")
-    uvicorn_server(app, settings).run(sockets=[sock])
+    try:
+        uvicorn_server(app, settings).run(sockets=[sock])
+    except KeyboardInterrupt:  # uvicorn re-raises the Ctrl-C it handled: the server has already stopped cleanly
+        pass
+    say("stopped")
 
 
 class BackgroundServer:

@@ -154,3 +154,30 @@ def test_the_dashboard_draws_a_point_per_metrics_row_and_grows(browser, server, 
     finally:
         path.write_text(original)
         context.close()
+
+
+def test_the_explorer_shows_scored_examples_and_opens_one_in_the_token_view(page, server, runs_root, engine_idle):
+    import duckdb
+
+    run = RunFolder(runs_root / "tiny")
+    examples = run.dataset().examples("val", 32)[:5]
+    table = run.path / "example_loss.parquet"
+    con = duckdb.connect()
+    con.execute("CREATE TABLE s (example_id BIGINT, loss DOUBLE, n_tokens BIGINT)")
+    con.executemany("INSERT INTO s VALUES (?, ?, ?)", [(e.id, 2.0 + i, 32) for i, e in enumerate(examples)])
+    con.execute(f"COPY s TO '{table}' (FORMAT parquet)")
+    try:
+        open_page(page, server)
+        tab = page.locator("#explorer-tab")
+        expect(tab).to_be_visible()
+        tab.click()
+        rows = page.locator("#examples tbody tr")
+        expect(rows).to_have_count(5)
+        expect(rows.first.locator("td.text")).to_have_text(examples[4].text)  # the hardest first
+        rows.first.click()
+        expect(page.locator("#status")).to_have_text("scored")
+        assert page.locator("#output").inner_text() == examples[4].text
+        assert page.locator("#output span.tok").count() == len(run.tokenizer().encode(examples[4].text))
+        assert page.errors == []
+    finally:
+        table.unlink()
