@@ -183,3 +183,13 @@ def test_health_and_metrics(server, engine_idle):
                  "nanostack_inter_token_latency_seconds_bucket", "process_resident_memory_bytes"):
         assert name in text, name
     assert 'nanostack_requests_total{endpoint="/v1/completions",status="200"}' in text
+
+
+def test_a_request_past_the_request_timeout_ends_with_length(tiny_run):
+    with BackgroundServer(tiny_run, settings(request_timeout=0.3)) as srv:
+        srv.served.engine.step_delay = 0.02
+        body = {"model": "tiny", "prompt": "a", "max_tokens": 2000}
+        choice = httpx.post(srv.url + "/v1/completions", json=body, timeout=30).json()
+        assert choice["choices"][0]["finish_reason"] == "length"
+        assert 1 <= choice["usage"]["completion_tokens"] < 2000
+        assert "nanostack_request_timeouts_total 1.0" in httpx.get(srv.url + "/metrics", timeout=10).text
