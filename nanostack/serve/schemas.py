@@ -116,6 +116,10 @@ def make_schemas(limits: Limits, vocab_size: int, pattern):
             return self.content if isinstance(self.content, str) else "".join(p.text for p in self.content)
 
     class ChatRequest(Sampling):
+        # top_logprobs needs logprobs: true (the OpenAI reference's rule, declared so the schema says it too)
+        model_config = ConfigDict(**STRICT, json_schema_extra={
+            "if": {"required": ["top_logprobs"], "properties": {"top_logprobs": {"type": "integer"}}},
+            "then": {"required": ["logprobs"], "properties": {"logprobs": {"const": True}}}})
         messages: Annotated[list[Message], Field(min_length=1, max_length=limits.max_messages)]
         max_tokens: Optional[int] = Field(None, ge=0, le=limits.max_tokens, description="deprecated name")
         max_completion_tokens: Optional[int] = Field(None, ge=0, le=limits.max_tokens,

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from hypothesis import HealthCheck, given, settings as hsettings, strategies as st
+from hypothesis import HealthCheck, assume, given, settings as hsettings, strategies as st
 
 from nanostack.serve.schemas import Limits
 from nanostack.serve.server import BackgroundServer
@@ -40,6 +40,14 @@ def test_schemathesis_finds_nothing(small_server, tmp_path):
     assert "passed" in done.stdout and "5xx" not in done.stdout.split("SUMMARY")[-1]
 
 
+def parses(text) -> bool:
+    try:
+        json.loads(text)
+        return True
+    except ValueError:
+        return False
+
+
 def assert_one_line_400(response):
     assert response.status_code == 400, response.text
     error = response.json()["error"]
@@ -63,6 +71,7 @@ def broken_completion(draw):
         good = '{"model": "tiny", "prompt": "the cat", "max_tokens": 4}'
         cut = draw(st.integers(1, len(good) - 1))
         junk = draw(st.text(alphabet="{}[],:\"' \\0tnf", max_size=5))
+        assume(not parses(good[:cut] + junk))  # a cut can close into valid JSON: that is not a broken body
         return good[:cut] + junk
     if kind == "number":
         return f'{{"model": "tiny", "prompt": "a", "{draw(FIELDS)}": {draw(BAD_VALUE)}}}'
