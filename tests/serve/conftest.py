@@ -11,10 +11,15 @@ from nanostack.train import train  # noqa: E402
 
 
 @pytest.fixture(scope="session")
-def runs_root(tmp_path_factory):
+def corpus_path(tmp_path_factory):
+    return chat_corpus(tmp_path_factory.mktemp("data") / "chat.txt")
+
+
+@pytest.fixture(scope="session")
+def runs_root(tmp_path_factory, corpus_path):
     """A runs root with two runs: `tiny` (served) and `other` (for the dashboard's overlay)."""
     root = tmp_path_factory.mktemp("runs")
-    corpus = chat_corpus(tmp_path_factory.mktemp("data") / "chat.txt")
+    corpus = corpus_path
     quiet = lambda *a: None  # noqa: E731
     train(root / "tiny", {**TINY_GPT, "data": str(corpus)}, log=quiet)
     train(root / "other", {**TINY_GPT, "data": str(corpus), "seed": 7, "max_iters": 2, "eval_interval": 2},

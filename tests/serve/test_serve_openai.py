@@ -220,3 +220,24 @@ def test_every_finish_reason_and_logprob_is_a_number(client, engine_idle):
         for entry in choice.logprobs.content:
             assert math.isfinite(entry.logprob) and bytes(entry.bytes).decode() == entry.token
             assert len(entry.top_logprobs) == 3
+
+
+def test_a_model_without_a_kv_cache_is_served_row_by_row(tmp_path, corpus_path):
+    """makemore's models have no KV cache: each row keeps its window and runs alone, same tokens as sample."""
+    from serve_helpers import TINY_GPT, settings
+
+    from nanostack.serve.server import BackgroundServer
+    from nanostack.train import train
+
+    run_dir = tmp_path / "mlp"
+    train(run_dir, {**TINY_GPT, "model": "mlp", "data": str(corpus_path), "examples": "stream", "context": 8},
+          log=lambda *a: None)
+    run = open_run(run_dir)
+    out = io.StringIO()
+    stream_samples(run.load_model(), run.tokenizer(), "User: the", max_new_tokens=40, temperature=0, out=out)
+    with BackgroundServer(run_dir, settings()) as srv:
+        assert srv.served.engine.rows.__class__.__name__ == "WindowRows"
+        mlp = openai.OpenAI(base_url=srv.url + "/v1", api_key="unused", max_retries=0)
+        both = mlp.completions.create(model="mlp", prompt=["User: the", "a"], max_tokens=40, temperature=0)
+    assert "User: the" + both.choices[0].text + "\n" == out.getvalue()
+    assert both.choices[1].finish_reason == "length" and both.usage.completion_tokens == 80
