@@ -131,6 +131,12 @@ async function generate() {
   const mode = $("mode").value;
   const out = $("output");
   out.replaceChildren();
+  if (mode === "completion") {  // the prompt, plain, before the generated tokens
+    const prompt = document.createElement("span");
+    prompt.className = "prompt";
+    prompt.textContent = $("prompt").value;
+    out.appendChild(prompt);
+  }
   $("stats").textContent = "";
   setStatus("waiting…");
   const controller = new AbortController();
