@@ -1,10 +1,13 @@
 """Prometheus metrics of one server (its own registry, so two servers in one process stay apart):
-requests by endpoint and status, tokens, busy rows, queue length, time to first token, inter-token
+requests by endpoint and status, time to the response's start by status, tokens, busy rows, queue length, time to first token, inter-token
 latency, request timeouts, and the process's memory (RSS)."""
+import time
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, ProcessCollector, generate_latest
 
 from nanostack.serve.engine import Observer
 
+RESPONSE_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
 TTFT_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2, 4, 8, 16, 32)
 ITL_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.15, 0.25, 0.5, 1)
 ENDPOINTS = ("/v1/completions", "/v1/chat/completions", "/v1/models", "/health", "/metrics")
@@ -21,6 +24,9 @@ class ServerMetrics(Observer):
         self.rows = Gauge("nanostack_rows_active", "rows of the batch in use", registry=r)
         self.waiting = Gauge("nanostack_queue_waiting", "jobs waiting for a row", registry=r)
         self.max_batch = Gauge("nanostack_rows_max", "rows of the batch (--max-batch)", registry=r)
+        self.response = Histogram("nanostack_response_start_seconds", "request reaching the app to response start "
+                                  "(a stream's start: its admission)", ["status"], registry=r,
+                                  buckets=RESPONSE_BUCKETS)
         self.ttft = Histogram("nanostack_time_to_first_token_seconds", "arrival to first token", registry=r,
                               buckets=TTFT_BUCKETS)
         self.itl = Histogram("nanostack_inter_token_latency_seconds", "time between tokens of one choice",
@@ -62,10 +68,13 @@ class CountRequests:
             return await self.app(scope, receive, send)
         path = scope["path"]
         endpoint = path if path in ENDPOINTS else "/api" if path.startswith("/api/") else "other"
+        arrived = time.perf_counter()
 
         async def counting(message):
             if message["type"] == "http.response.start":
-                self.metrics.requests.labels(endpoint, str(message["status"])).inc()
+                status = str(message["status"])
+                self.metrics.requests.labels(endpoint, status).inc()
+                self.metrics.response.labels(status).observe(time.perf_counter() - arrived)
             await send(message)
 
         await self.app(scope, receive, counting)

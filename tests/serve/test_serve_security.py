@@ -180,7 +180,8 @@ def test_health_and_metrics(server, engine_idle):
     text = httpx.get(server.url + "/metrics", timeout=10).text
     for name in ("nanostack_requests_total", "nanostack_completion_tokens_total", "nanostack_rows_active",
                  "nanostack_queue_waiting", "nanostack_time_to_first_token_seconds_bucket",
-                 "nanostack_inter_token_latency_seconds_bucket", "process_resident_memory_bytes"):
+                 "nanostack_inter_token_latency_seconds_bucket", "process_resident_memory_bytes",
+                 "nanostack_response_start_seconds_bucket"):
         assert name in text, name
     assert 'nanostack_requests_total{endpoint="/v1/completions",status="200"}' in text
 
