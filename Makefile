@@ -6,7 +6,7 @@ SHARED_DATA := $(abspath ../shared/data)
 # tests read tinyshakespeare.txt / names.txt from here instead of downloading them
 TEST_DATA := $(if $(wildcard $(SHARED_DATA)),NANOSTACK_DATA_DIR=$(SHARED_DATA),)
 
-.PHONY: demo test bench clean
+.PHONY: demo test bench clean chromium
 
 $(BIN)/nanostack: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -17,7 +17,14 @@ demo: $(BIN)/nanostack
 	$(BIN)/nanostack train --config cpu_small --out runs/demo --force
 	$(BIN)/nanostack sample runs/demo --max-new-tokens 500
 
-test: $(BIN)/nanostack
+# the page's tests drive Debian's Chromium (Playwright's own browser download needs the internet)
+SUDO := $(if $(filter 0,$(shell id -u)),,sudo -n)
+chromium:
+	@command -v chromium >/dev/null 2>&1 || ! command -v apt-get >/dev/null 2>&1 || \
+		$(SUDO) apt-get install -y -q chromium || { $(SUDO) apt-get update -q && $(SUDO) apt-get install -y -q chromium; } || \
+		echo "could not install chromium: the browser tests will skip"
+
+test: $(BIN)/nanostack chromium
 	$(TEST_DATA) $(BIN)/python -m pytest -q
 
 bench: $(BIN)/nanostack
@@ -26,6 +33,7 @@ bench: $(BIN)/nanostack
 	$(BIN)/python bench/moons.py
 	$(BIN)/python bench/grad_step.py
 	$(TEST_DATA) $(BIN)/python bench/bpe.py
+	$(TEST_DATA) $(BIN)/python bench/serve_load.py
 
 clean:
 	rm -rf $(VENV) runs *.egg-info

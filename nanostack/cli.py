@@ -82,7 +82,64 @@ def build_parser() -> argparse.ArgumentParser:
                    help="write every scored example's NLL to this TSV (split, id, source, offset, text), hardest first")
     e.add_argument("--device", default="auto", help="device to evaluate on: auto, cpu, cuda, cuda:N or mps")
     add_tokenizer_commands(sub)
+    add_serve_command(sub)
     return parser
+
+
+def add_serve_command(sub) -> None:
+    v = sub.add_parser("serve", help="serve a run over HTTP: an OpenAI-compatible API and a web page",
+                       description="Serve a run's model with an OpenAI-compatible API (/v1/completions, "
+                                   "/v1/chat/completions), continuous batching, a web page (playground and dashboard), "
+                                   "/health, /metrics and /llms.txt. Needs the extra: pip install 'nanostack[serve]'. "
+                                   "The bearer token comes from $NANOSTACK_API_KEY or --api-key-file, never the "
+                                   "command line.")
+    v.add_argument("run_dir", metavar="RUN_DIR", help="the --out folder of `nanostack train`")
+    v.add_argument("--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1, this machine "
+                                                        "only; any other needs a token or --insecure-no-auth)")
+    v.add_argument("--port", type=int, default=8000, help="port (default: 8000; 0 picks a free one)")
+    v.add_argument("--runs-root", help="folder of runs the dashboard shows (default: RUN_DIR's parent)")
+    v.add_argument("--checkpoint", choices=("best", "latest"), default="best", help="which checkpoint (default: best)")
+    v.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps (default: auto)")
+    v.add_argument("--max-batch", type=int, help="rows decoded together, the KV cache's size (default: 32 on CPU, "
+                                                 "256 on GPU)")
+    v.add_argument("--max-queue", type=int, default=256, help="requests waiting for a row before 503 (default: 256)")
+    v.add_argument("--prefill-budget", type=int, help="prompt tokens admitted per step (default: 512 on CPU, 4096 "
+                                                      "on GPU)")
+    v.add_argument("--queue-timeout", type=float, default=30.0, help="seconds in the queue before 503 (default: 30)")
+    v.add_argument("--request-timeout", type=float, default=300.0,
+                   help="seconds of generation before a request ends with finish_reason length (default: 300)")
+    v.add_argument("--max-tokens-limit", type=int, default=2048, help="largest max_tokens a request may ask for "
+                                                                      "(default: 2048)")
+    v.add_argument("--max-prompt-tokens", type=int, default=8192, help="longest prompt in tokens (default: 8192)")
+    v.add_argument("--api-key-file", help="file holding the bearer token (else $NANOSTACK_API_KEY)")
+    v.add_argument("--allowed-host", action="append", default=[], metavar="NAME",
+                   help="another Host header to answer (besides localhost, 127.0.0.1, [::1]); repeatable")
+    v.add_argument("--cors-origin", action="append", default=[], metavar="ORIGIN",
+                   help="an exact origin (scheme://host:port) whose pages may call the API; repeatable; no '*'")
+    v.add_argument("--insecure-no-auth", action="store_true", help="allow a non-loopback --host without a token")
+    v.add_argument("--log-requests", action="store_true", help="log each request with its prompt (off: prompts are "
+                                                               "never logged)")
+    v.add_argument("--telemetry", metavar="DIR", help="append every request's prompt, completion and prompt loss to "
+                                                      "DIR/telemetry-*.parquet for the data engine (off by default)")
+
+
+def run_serve(args) -> None:
+    from nanostack.serve.server import require_extra
+
+    require_extra()
+    from nanostack.serve.schemas import Limits
+    from nanostack.serve.server import serve_run
+    from nanostack.serve.settings import ServeSettings, read_api_key
+
+    settings = ServeSettings(
+        host=args.host, port=args.port, runs_root=args.runs_root, device=args.device, checkpoint=args.checkpoint,
+        max_batch=args.max_batch, max_queue=args.max_queue, prefill_budget=args.prefill_budget,
+        queue_timeout=args.queue_timeout, request_timeout=args.request_timeout,
+        limits=Limits(max_tokens=args.max_tokens_limit, max_prompt_tokens=args.max_prompt_tokens),
+        api_key=read_api_key(args.api_key_file), allowed_hosts=tuple(args.allowed_host),
+        cors_origins=tuple(args.cors_origin), insecure_no_auth=args.insecure_no_auth, log_requests=args.log_requests,
+        telemetry=args.telemetry)
+    serve_run(args.run_dir, settings)
 
 
 def add_tokenizer_commands(sub) -> None:
@@ -185,6 +242,8 @@ def run(argv) -> int:
         sample_run(args.run_dir, args.prompt, args.max_new_tokens, args.num_samples, args.temperature, args.top_k,
                    args.top_p, args.seed, args.checkpoint, device, args.backend,
                    warn=lambda message: print(message, file=sys.stderr))
+    elif args.command == "serve":
+        run_serve(args)
     elif args.command == "eval":
         from nanostack.evaluate import evaluate_run, parse_splits
         from nanostack.models.engines import resolve_device

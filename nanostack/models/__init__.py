@@ -14,7 +14,7 @@ from importlib import import_module
 
 _WHERE = {"Bigram": "bigram", "BigramCounts": "bigram", "KINDS": "config", "ModelConfig": "config",
           "generate": "generation", "generate_tokens": "generation", "sample_next_token": "generation",
-          "GPT": "gpt", "GPTConfig": "gpt", "KVCache": "gpt", "MLP": "mlp", "RNN": "rnn", "WaveNet": "wavenet",
+          "GPT": "gpt", "GPTConfig": "gpt", "KVCache": "gpt", "RowKVCache": "kv_rows", "MLP": "mlp", "RNN": "rnn", "WaveNet": "wavenet",
           "MODELS": "registry", "build": "registry"}
 
 

@@ -13,6 +13,7 @@ from torch.nn import functional as F
 from nanostack.models.base import LanguageModel
 from nanostack.models.config import ModelConfig
 from nanostack.models.generation import generate
+from nanostack.models.kv_rows import RowKVCache
 
 
 GPTConfig = ModelConfig  # the GPT reads vocab_size, block_size, n_layer, n_head, n_embd, dropout, bias
@@ -30,6 +31,18 @@ class KVCache:
         shape = (config.n_layer, 2, batch_size, config.n_head, config.block_size, head_dim)
         self.buffers = torch.empty(shape, device=device, dtype=dtype)
         self.length = 0  # tokens cached so far; also the position of the next token
+        self.block_size = config.block_size
+
+    attn_mask = None  # the new tokens attend causally to each other and to everything cached
+
+    def positions(self, T: int, device) -> torch.Tensor:
+        """Positions of the next T tokens; an error past the context window."""
+        if self.length + T > self.block_size:
+            raise ValueError(f"sequence of {self.length + T} tokens is longer than block_size {self.block_size}")
+        return torch.arange(self.length, self.length + T, dtype=torch.long, device=device)
+
+    def advance(self, T: int) -> None:
+        self.length += T
 
     def append(self, layer: int, k: torch.Tensor, v: torch.Tensor):
         """Store this layer's new keys/values at the current position; return all cached ones."""
@@ -53,16 +66,18 @@ class CausalSelfAttention(nn.Module):
         B, T, C = x.size()
         q, k, v = self.c_attn(x).split(C, dim=2)
         q, k, v = (t.view(B, T, self.n_head, C // self.n_head).transpose(1, 2) for t in (q, k, v))
-        is_causal = True
+        is_causal, attn_mask = True, None
         if kv_cache is not None:
             # the cache is filled from position 0 by one prefill, then one token at a time;
-            # a single new token may attend to every cached one, so it needs no mask
+            # a single new token may attend to every cached one, so it needs no causal mask
+            # (a cache of many rows at different lengths gives a mask of each row's own keys)
             assert T == 1 or kv_cache.length == 0, "prefill only into an empty cache"
             k, v = kv_cache.append(layer, k, v)
-            is_causal = T > 1
+            attn_mask = kv_cache.attn_mask
+            is_causal = T > 1 and attn_mask is None
         # flash attention where the backend has it
-        y = F.scaled_dot_product_attention(q, k, v, dropout_p=self.dropout if self.training else 0.0,
-                                           is_causal=is_causal)
+        y = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask,
+                                           dropout_p=self.dropout if self.training else 0.0, is_causal=is_causal)
         y = y.transpose(1, 2).contiguous().view(B, T, C)
         return self.resid_dropout(self.c_proj(y))
 
@@ -122,16 +137,18 @@ class GPT(LanguageModel):
         Without targets only the last position's logits are computed: that is all sampling needs.
         """
         B, T = idx.size()
-        start = kv_cache.length if kv_cache is not None else 0
-        if start + T > self.config.block_size:
-            raise ValueError(f"sequence of {start + T} tokens is longer than block_size {self.config.block_size}")
-        pos = torch.arange(start, start + T, dtype=torch.long, device=idx.device)
+        if kv_cache is not None:
+            pos = kv_cache.positions(T, idx.device)  # (T,), or (B, T) when each row is at its own place
+        elif T > self.config.block_size:
+            raise ValueError(f"sequence of {T} tokens is longer than block_size {self.config.block_size}")
+        else:
+            pos = torch.arange(0, T, dtype=torch.long, device=idx.device)
         x = self.transformer.drop(self.transformer.wte(idx) + self.transformer.wpe(pos))
         for layer, block in enumerate(self.transformer.h):
             x = block(x, kv_cache, layer)
         x = self.transformer.ln_f(x)
         if kv_cache is not None:
-            kv_cache.length += T
+            kv_cache.advance(T)
         if targets is None:
             return self.lm_head(x[:, [-1], :]), None
         logits = self.lm_head(x)
@@ -141,6 +158,11 @@ class GPT(LanguageModel):
     def new_kv_cache(self, batch_size: int) -> KVCache:
         p = self.lm_head.weight
         return KVCache(self.config, batch_size, p.device, p.dtype)
+
+    def new_row_cache(self, max_rows: int) -> RowKVCache:
+        """A cache of max_rows independent sequences, for a server that batches many requests."""
+        p = self.lm_head.weight
+        return RowKVCache(self.config, max_rows, p.device, p.dtype)
 
     def generate(self, idx, max_new_tokens: int, **sampling):
         """idx (B, T) extended by max_new_tokens tokens; see generation.generate_tokens for the options."""
