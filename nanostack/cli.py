@@ -83,6 +83,9 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--device", default="auto", help="device to evaluate on: auto, cpu, cuda, cuda:N or mps")
     add_tokenizer_commands(sub)
     add_serve_command(sub)
+    from nanostack.dataengine.commands import add_commands as add_data_engine_commands
+
+    add_data_engine_commands(sub, Parser)  # `nanostack data ...` and `nanostack engine ...`
     return parser
 
 
@@ -230,6 +233,10 @@ def run(argv) -> int:
         print(f"sample it with: nanostack sample {summary['run_dir']}")
     elif args.command == "tokenizer":
         run_tokenizer(args)
+    elif args.command in ("data", "engine"):
+        from nanostack.dataengine.commands import run as run_data_engine
+
+        return run_data_engine(args)
     elif args.command == "sample":
         from nanostack.models.engines import resolve_device
         from nanostack.sample import sample_run

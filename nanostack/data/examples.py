@@ -166,6 +166,23 @@ def segment(documents, kind: str):
     return out
 
 
+def split_rows(n: int, seed: int):
+    """(train rows, test rows) of n examples: a seeded permutation, its last min(1000, n // 10) rows held out
+    (makemore's rule). Dataset versions freeze this split at import (data/versions.py)."""
+    test_size = min(MAX_TEST, n // 10)
+    order = torch.randperm(n, generator=torch.Generator().manual_seed(seed)).tolist()
+    return order[:n - test_size], order[n - test_size:]
+
+
+def examples_tokenizer(spec_value, kind: str, train_words, test_words):
+    """A new tokenizer made from the examples: char takes every character of both splits (makemore's
+    vocabulary), BPE trains on the train split; paragraphs get their boundary as a special token."""
+    if spec_value.kind == "char" and kind == "lines":
+        return spec_value.build(LINE_BOUNDARY + "".join(train_words) + "".join(test_words))
+    specials = [PARAGRAPH_BOUNDARY] if kind == "paragraphs" else []
+    return spec_value.build("\n".join(train_words) + "\n", "\n".join(test_words), special_tokens=specials)
+
+
 def read_examples(spec: str, seed: int, kind: str = "lines", tokenizer="char") -> Examples:
     """The examples of a file or folder (or of the built-in `names`), split into train and test by seed.
 
@@ -182,19 +199,12 @@ def read_examples(spec: str, seed: int, kind: str = "lines", tokenizer="char") -
     places = {}
     for word, name, offset in found:
         places.setdefault(word, []).append((name, offset))
-    test_size = min(MAX_TEST, len(words) // 10)
-    order = torch.randperm(len(words), generator=torch.Generator().manual_seed(seed)).tolist()
-    boundary = PARAGRAPH_BOUNDARY if kind == "paragraphs" else LINE_BOUNDARY
+    train_rows, test_rows = split_rows(len(words), seed)
+    train_words, test_words = [words[i] for i in train_rows], [words[i] for i in test_rows]
     if spec_value is not None:  # a new tokenizer, made from these examples
-        specials = [PARAGRAPH_BOUNDARY] if kind == "paragraphs" else []
-        train_text = "\n".join(words[i] for i in order[:-test_size])
-        test_text = "\n".join(words[i] for i in order[-test_size:])
-        if spec_value.kind == "char" and kind == "lines":
-            tokenizer = spec_value.build(LINE_BOUNDARY + "".join(words))  # makemore's vocabulary: every char
-        else:
-            tokenizer = spec_value.build(train_text + "\n", test_text, special_tokens=specials)
+        tokenizer = examples_tokenizer(spec_value, kind, train_words, test_words)
     data_hash = hashlib.sha256(f"{kind}|{seed}|".encode() + text.encode("utf-8")).hexdigest()
-    data = Examples(spec, tokenizer, [words[i] for i in order[:-test_size]], [words[i] for i in order[-test_size:]],
-                    data_hash, kind=kind, places=places, skipped=corpus.skipped)
+    data = Examples(spec, tokenizer, train_words, test_words, data_hash, kind=kind, places=places,
+                    skipped=corpus.skipped)
     data.boundary_id  # noqa: B018  (refuses a tokenizer without the boundary as one token, before training)
     return data

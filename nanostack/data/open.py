@@ -2,6 +2,7 @@
 from nanostack.data.dataset import Dataset
 from nanostack.data.examples import read_examples
 from nanostack.data.shards import prepare_shards
+from nanostack.data.versions import is_version_ref, open_version
 from nanostack.errors import UserError
 
 LINE_DATA = ("names",)  # built-in corpora that are one example per line
@@ -21,7 +22,10 @@ def open_dataset(data: str, tokenizer="char", examples: str = "auto", seed: int 
                  expect_hash=None, reuse=None) -> Dataset:
     """The dataset `data` cut into examples as `examples` says, tokenized by `tokenizer` (a spec, or a
     tokenizer object: a run's own). With expect_hash (a run's recorded data hash), other data is refused;
-    reuse names the shard folder a run recorded, to skip tokenizing the same data again."""
+    reuse names the shard folder a run recorded, to skip tokenizing the same data again. A dataset version
+    (NAME@TAG, a version id, a version folder: see versions.py) is an example-per-row dataset of its own kind."""
+    if is_version_ref(data):  # NAME@TAG, a version id or a version folder: the data engine's versions
+        return open_version(data, tokenizer, expect_hash=expect_hash)
     kind = data_kind(data, examples)
     if kind == "stream":
         return prepare_shards(data, tokenizer, log=log, expect_hash=expect_hash, reuse=reuse)

@@ -27,7 +27,8 @@ def _f(default, help):
 @dataclass
 class TrainConfig:
     # data
-    data: str = _f("pystdlib", "corpus: pystdlib, shakespeare, names, a text file or a folder of text files")
+    data: str = _f("pystdlib", "corpus: pystdlib, shakespeare, names, a text file, a folder of text files, or a "
+                                   "dataset version of `nanostack data` (NAME@TAG or a version id)")
     tokenizer: str = _f("char", "tokenizer: char (one token per character of the data), bpe:VOCAB_SIZE (byte-level "
                                 "BPE trained on the train split), gpt2, or a tokenizer .json file")
     examples: str = _f("auto", "stream (one long text, random windows), lines (one example per line, for "

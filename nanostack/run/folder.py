@@ -115,6 +115,8 @@ class RunFolder:
         self._config = {"train": asdict(cfg), "model": asdict(model_config), "data_mode": dataset.kind,
                         "data_hash": dataset.data_hash, **dataset.describe()}
         write_json(self.path / "config.json", self._config)
+        if hasattr(dataset, "record_run"):  # a dataset version: the store's runs.jsonl lists runs per version
+            dataset.record_run(self.path)
 
     # ---- tokenizer ----------------------------------------------------------------------------------
     def tokenizer(self):
@@ -185,7 +187,8 @@ class RunFolder:
         from nanostack.data import open_dataset  # noqa: PLC0415
 
         cfg = self.train_config()
-        dataset = open_dataset(cfg.data, self.tokenizer(), self.data_kind, cfg.seed, log=log,
+        data = self.config.get("data_version", {}).get("path") or cfg.data  # a version, not where its ref moved
+        dataset = open_dataset(data, self.tokenizer(), self.data_kind, cfg.seed, log=log,
                                expect_hash=self.data_hash, reuse=self.config.get("data_shards"))
         dataset.block_size(self.model_config().block_size, log=quiet)  # the same examples as in training
         return dataset
