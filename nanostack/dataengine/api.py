@@ -100,6 +100,9 @@ class Engine:
     def list(self) -> list:
         return catalog.list_versions(self.store)
 
+    def untag(self, ref: str) -> str:
+        return catalog.untag(self.store, ref)
+
     def verify(self) -> dict:
         return catalog.verify(self.store)
 

@@ -13,6 +13,7 @@ from nanostack.data.versions import read_manifest
 from nanostack.dataengine.store import sha256_file
 from nanostack.dataengine.version import Version, digests, version_id
 from nanostack.errors import UserError
+from nanostack.io import write_json
 
 RESERVED_TAGS = ("latest",)
 
@@ -88,6 +89,18 @@ def tag(store, version: Version, name: str) -> str:
     with store.lock():
         store.set_refs({ref: version.vid})
     return ref
+
+
+def untag(store, ref: str) -> str:
+    """Remove a name (the version stays until `gc` finds nothing else reaches it)."""
+    refs = store.refs()
+    if ref not in refs:
+        raise UserError(f"there is no ref {ref!r}", "see `nanostack data list` for the names")
+    with store.lock():
+        refs = store.refs()
+        vid = refs.pop(ref)
+        write_json(store.home / "refs.json", dict(sorted(refs.items())))
+    return vid
 
 
 # ---- verify ---------------------------------------------------------------------------------------------

@@ -106,6 +106,9 @@ def add_data_commands(sub, parser_class) -> None:
                                                                               "its own name).")
     p.add_argument("version", metavar="V", help=V_HELP)
     p.add_argument("name", metavar="NAME", help="NAME@TAG, or TAG")
+    p = ds.add_parser("untag", help="remove a name", description="Remove the name NAME@TAG; the version stays until "
+                      "`data gc` finds that nothing reaches it.")
+    p.add_argument("ref", metavar="NAME@TAG")
     ds.add_parser("verify", help="rehash every object and version", description="Rehash every stored file and "
                   "recompute every version's id; exit 2 naming the first problem if anything changed.")
     p = ds.add_parser("gc", help="remove what no name reaches", description="Remove versions no ref reaches (with "
@@ -315,6 +318,10 @@ def data_tag(engine, args):
     print(f"{v.tag(args.name)} = {v.vid[:12]}")
 
 
+def data_untag(engine, args):
+    print(f"removed {args.ref} (was {engine.untag(args.ref)[:12]})")
+
+
 def data_materialize(engine, args):
     print(engine.version(args.version).materialize())
 
@@ -423,7 +430,7 @@ def engine_loop(engine, args):
 
 DATA = {"import": data_import, "list": data_list, "show": data_show, "log": data_log, "diff": data_diff,
         "report": data_report, "dedupe": data_dedupe, "drop": data_drop, "filter": data_filter,
-        "upweight": data_upweight, "relabel": data_relabel, "append": data_append, "tag": data_tag,
+        "upweight": data_upweight, "relabel": data_relabel, "append": data_append, "tag": data_tag, "untag": data_untag,
         "materialize": data_materialize, "verify": data_verify, "gc": data_gc}
 ENGINE = {"score": engine_score, "worst": engine_ranked, "best": engine_ranked, "tokens": engine_tokens,
           "review": engine_review, "compare": engine_compare, "runs": engine_runs, "sql": engine_sql,

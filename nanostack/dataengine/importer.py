@@ -12,6 +12,7 @@ Telemetry (`nanostack serve --telemetry DIR` writes DIR/telemetry-*.parquet) imp
 request: the prompt, with the server's prompt_nll_mean, ts, request_id, endpoint and run kept as
 signal columns, queryable by `--where`.
 """
+import hashlib
 import os
 from pathlib import Path
 
@@ -81,12 +82,13 @@ def import_path(store, path, kind: str = "lines", name=None, seed: int = 1337):
     if kind not in KINDS:
         raise UserError(f"unknown --examples {kind!r}", f"use one of: {', '.join(KINDS)}")
     if is_telemetry(path):
-        found, table_extra, sources, skipped, kind = read_telemetry(store, path)
+        found, table_extra, blobs, skipped, kind = read_telemetry(path)
     else:
         documents, skipped = read_documents(path)
         found = cut(documents, kind)
-        sources = [{"name": n, "object": store.put_object(raw), "bytes": len(raw)} for n, _, raw in documents]
+        blobs = [(n, raw) for n, _, raw in documents]
         table_extra = {}
+    sources = [{"name": n, "object": hashlib.sha256(raw).hexdigest(), "bytes": len(raw)} for n, raw in blobs]
     if len(found) < MIN_EXAMPLES:
         bad = f" ({len(skipped)} file(s) skipped as binary or not UTF-8)" if skipped else ""
         raise UserError(f"{path} has {len(found)} example(s) as {kind}{bad}; a version needs at least {MIN_EXAMPLES}",
@@ -102,15 +104,18 @@ def import_path(store, path, kind: str = "lines", name=None, seed: int = 1337):
                 "skipped": skipped, "split_rule": f"seeded permutation (seed {seed}), min(1000, n//10) held out",
                 "dkey": sha256_text(canonical({k: v for k, v in op.items() if k != "path"}))}
     vid, created = write_version(store, kind, table, manifest)
+    for _, raw in blobs:  # kept once the version exists (a refused import leaves nothing behind)
+        store.put_object(raw)
     return vid, created, manifest
 
 
-def read_telemetry(store, path: Path):
-    """Prompts of the server's telemetry files (one example per request), with their signals."""
+def read_telemetry(path: Path):
+    """Prompts of the server's telemetry files (one example per request), with their signals:
+    (examples, signal columns, [(file name, bytes)], skipped, kind)."""
     files = [path] if path.is_file() else sorted(path.glob(TELEMETRY_GLOB))
-    found, extra, sources = [], {k: [] for k in TELEMETRY_SIGNALS.values()}, []
+    found, extra, blobs = [], {k: [] for k in TELEMETRY_SIGNALS.values()}, []
     for file in files:
-        sources.append({"name": file.name, "object": store.put_file(file), "bytes": file.stat().st_size})
+        blobs.append((file.name, file.read_bytes()))
         columns = read_parquet(file)
         if "prompt" not in columns:
             raise UserError(f"{file} has no prompt column; it is not the server's telemetry",
@@ -127,4 +132,4 @@ def read_telemetry(store, path: Path):
                    "ts": np.array([np.nan if v is None else float(v) for v in extra["ts"]]),
                    **{k: np.array([None if v is None else str(v) for v in extra[k]], dtype=object)
                       for k in ("request_id", "endpoint", "served_by")}}
-    return found, table_extra, sources, [], "prompts"
+    return found, table_extra, blobs, [], "prompts"

@@ -16,6 +16,7 @@ written. Ops file their result under the parent's name (NAME@latest moves, NAME@
     relabel  edit or drop rows by id from a JSONL file ({"id", "text"} or {"id", "drop": true})
     append   add the examples of a file or folder (to train, or split by content hash)
 """
+import hashlib
 import json
 import math
 from dataclasses import dataclass
@@ -25,7 +26,7 @@ import numpy as np
 
 from nanostack.dataengine import dups
 from nanostack.dataengine.importer import cut, read_documents, read_telemetry
-from nanostack.dataengine.store import canonical, sha256_text
+from nanostack.dataengine.store import canonical, sha256_file, sha256_text
 from nanostack.dataengine.tables import read_parquet, where_rows
 from nanostack.dataengine.version import Version, concat, new_table, take, write_version
 from nanostack.errors import UserError
@@ -59,9 +60,13 @@ class OpResult:
                 f"test {self.parent.counts['test']:,} -> {self.version.counts['test']:,}){cached}{note}")
 
 
-def derive(store, parent: Version, op: str, params: dict, make, inputs=(), name=None, edit_test=False) -> OpResult:
-    """Run `make(table) -> (table, note)` on parent's table unless the same derivation exists."""
+def derive(store, parent: Version, op: str, params: dict, make, input_files=(), name=None, edit_test=False) -> OpResult:
+    """Run `make(table) -> (table, note)` on parent's table unless the same derivation exists. input_files
+    (paths of an ids or fixes file, or bytes) count in the derivation key by content, and are kept as objects
+    once it ran."""
     params = {**params, "edit_test": bool(edit_test)}
+    blobs = [item if isinstance(item, bytes) else Path(item).read_bytes() for item in input_files]
+    inputs = [hashlib.sha256(blob).hexdigest() for blob in blobs]
     dkey = sha256_text(canonical({"parents": [parent.vid], "op": op, "params": params,
                                   "op_version": OP_VERSIONS[op], "inputs": list(inputs)}))
     name = name or parent.name
@@ -78,6 +83,8 @@ def derive(store, parent: Version, op: str, params: dict, make, inputs=(), name=
                                    {"name": name, "parents": [parent.vid], "dkey": dkey, "note": note,
                                     "op": {"op": op, "op_version": OP_VERSIONS[op], **params,
                                            "inputs": list(inputs)}})
+            for blob in blobs:
+                store.put_object(blob)
             store.record_derivation(dkey, vid, {"op": op, **params, "parent": parent.vid, "note": note})
         ref = store.advance(name, vid)
     child = Version(store, vid, ref)
@@ -189,6 +196,18 @@ def rows_of_ids(table: dict, ids, what: str) -> np.ndarray:
     return np.isin(table["example_id"], ids)
 
 
+def spare_test(table: dict, hit: np.ndarray, ids) -> np.ndarray:
+    """hit without its test rows; an error if some of the ids name test rows only (the op would change
+    the test split, or do nothing with them)."""
+    test = table["split"] == "test"
+    in_train = set(table["example_id"][hit & ~test].tolist())
+    test_only = {int(i) for i in table["example_id"][hit & test].tolist()} - in_train
+    if test_only:
+        raise UserError(f"{len(test_only)} of the ids name test examples only (e.g. {min(test_only)})",
+                        TEST_EDIT_HINT)
+    return hit & ~test
+
+
 def query_tables(version, table: dict, score=None) -> dict:
     """The tables a --where sees: `examples` (the version's columns, its report's signals, and a score's
     nll_sum, tokens, nll_mean when one is given)."""
@@ -241,7 +260,7 @@ def drop(store, version, ids=None, ids_file=None, where=None, score=None, worst=
     inputs, params = [], {}
     if ids_file is not None:
         ids = read_ids(ids_file)
-        inputs.append(store.put_file(ids_file))
+        inputs.append(ids_file)
     if ids is not None:
         ids = [int(i) for i in ids]
         params["ids"] = sorted(set(ids)) if ids_file is None else f"{len(set(ids))} ids"
@@ -257,9 +276,8 @@ def drop(store, version, ids=None, ids_file=None, where=None, score=None, worst=
     def make(table):
         if ids is not None:
             hit = rows_of_ids(table, ids, "the ids")
-            if (hit & (table["split"] == "test")).any() and not edit_test:
-                raise UserError(f"{int((hit & (table['split'] == 'test')).sum())} of the ids are test examples",
-                                TEST_EDIT_HINT)
+            if not edit_test:
+                hit = spare_test(table, hit, ids)
             return take(table, ~hit), f"{int(hit.sum()):,} rows dropped by id"
         if where is not None:
             hit = np.zeros(len(table["text"]), dtype=bool)
@@ -335,7 +353,7 @@ def read_fixes(path) -> list:
 
 def relabel(store, version, fixes_file, edit_test=False, name=None) -> OpResult:
     fixes = read_fixes(fixes_file)
-    inputs = [store.put_file(fixes_file)]
+    fixes_hash = sha256_file(fixes_file)
 
     def make(table):
         by_id = {}
@@ -345,9 +363,8 @@ def relabel(store, version, fixes_file, edit_test=False, name=None) -> OpResult:
         texts = table["text"]
         changed = np.array([hit[r] and by_id[table["example_id"][r]] != texts[r] for r in range(len(texts))],
                            dtype=bool)
-        touched_test = changed & (table["split"] == "test")
-        if touched_test.any() and not edit_test:
-            raise UserError(f"the fixes change {int(touched_test.sum())} test example(s)", TEST_EDIT_HINT)
+        if not edit_test:  # a fix of an id found only in test changes the test split
+            changed = spare_test(table, changed, by_id)
         dropped = changed & np.array([by_id.get(i, "") is None for i in table["example_id"].tolist()])
         edited = changed & ~dropped
         new_texts = texts.copy()
@@ -355,13 +372,13 @@ def relabel(store, version, fixes_file, edit_test=False, name=None) -> OpResult:
             new_texts[r] = by_id[table["example_id"][r]]
         out = dict(table)
         renamed = new_table(new_texts[edited], table["split"][edited], table["weight"][edited],
-                            [f"relabel:{inputs[0][:12]}"] * int(edited.sum()), table["offset"][edited])
+                            [f"relabel:{fixes_hash[:12]}"] * int(edited.sum()), table["offset"][edited])
         for key in ("example_id", "sha256", "text", "source"):
             column = out[key].copy()
             column[edited] = renamed[key]
             out[key] = column
         return take(out, ~dropped), f"{int(edited.sum()):,} rows edited, {int(dropped.sum()):,} dropped"
-    return derive(store, version, "relabel", {"fixes": f"{len(fixes)} fixes"}, make, inputs, name=name,
+    return derive(store, version, "relabel", {"fixes": f"{len(fixes)} fixes"}, make, [fixes_file], name=name,
                   edit_test=edit_test)
 
 
@@ -379,13 +396,13 @@ def append(store, version, path, split="train", edit_test=False, name=None) -> O
     if not path.exists():
         raise UserError(f"{path} does not exist", "give a text file, a folder, or a telemetry folder")
     if version.kind == "prompts":
-        found, extra, sources, _, _ = read_telemetry(store, path)
+        found, extra, files, _, _ = read_telemetry(path)
+        blobs = [raw for _, raw in files]
     else:
         documents, _ = read_documents(path)
         found = cut(documents, version.kind)
-        sources = [{"name": n, "object": store.put_object(raw)} for n, _, raw in documents]
+        blobs = [raw for _, _, raw in documents]
         extra = {}
-    inputs = [s["object"] for s in sources]
 
     def make(table):
         added = new_table([t for t, _, _ in found], ["train"] * len(found), np.ones(len(found), dtype=np.int64),
@@ -393,4 +410,4 @@ def append(store, version, path, split="train", edit_test=False, name=None) -> O
         if split == "hash":
             added["split"] = np.where(added["example_id"] % 10 == 0, "test", "train").astype(object)
         return concat(table, added), f"{len(found):,} examples added ({int((added['split'] == 'test').sum())} to test)"
-    return derive(store, version, "append", {"split": split}, make, inputs, name=name, edit_test=edit_test)
+    return derive(store, version, "append", {"split": split}, make, blobs, name=name, edit_test=edit_test)
