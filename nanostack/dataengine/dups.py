@@ -3,7 +3,8 @@ nearly), and which copies cross from the test split into train.
 
 A clustering is one label per row: rows with equal labels are copies (the label is the cluster's
 first row). Exact copies have equal text; normalized ones equal normalize(text) (NFKC, casefold,
-whitespace); near ones are MinHash + exact-Jaccard clusters for documents, and for short lines
+whitespace); near ones are MinHash + exact-Jaccard clusters of the normalized documents (so every
+normalized copy is a near copy too), and for short lines
 (median under 32 characters) the pairs one edit apart, which are reported and never merged into
 clusters (names.txt would chain most names together). A leak is a test row whose cluster also holds
 a train row; the 13-gram test is GPT-3's contamination check: word 13-grams of test examples that
@@ -53,7 +54,7 @@ def near_labels(texts, threshold: float = 0.8) -> Near:
     if is_short(texts):
         pairs = edit1_pairs(texts)
         return Near("edit1", pairs, exact_labels(texts), len(pairs))
-    found = near_duplicates(texts, threshold)
+    found = near_duplicates(normalize_all(texts), threshold)  # so near copies include normalized ones
     return Near("minhash", found.pairs, found.labels, found.candidates)
 
 

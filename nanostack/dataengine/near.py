@@ -7,9 +7,9 @@ Jaccard check of every candidate pair (so every reported pair really is at or ab
   then goes through a bijective mixer. So comparing hash sets is comparing shingle sets. A text
   shorter than 5 characters is one shingle of its own. Larger alphabets fall back to a 64-bit hash.
 - One-permutation MinHash (Li, Owen & Zhang 2012): the mixed hash's top 7 bits pick one of 128 bins,
-  the rest is the value; each bin keeps its minimum. Empty bins borrow from the next non-empty bin to
-  the right, plus distance × 2^57 (rotation densification, Shrivastava & Li 2014). One hash per
-  shingle instead of 128 is what makes it fast.
+  the rest is the value; each bin keeps its minimum. Empty bins borrow from the nearest non-empty bin
+  to the right or the left (a fixed random direction per bin), plus distance × 2^57 (densification,
+  Shrivastava & Li 2014). One hash per shingle instead of 128 is what makes it fast.
 - LSH: 16 bands of 8 rows; texts equal in a band are candidates. P(candidate) = 1 - (1 - J^8)^16:
   0.95 at J = 0.8, 0.99 at 0.85; the S-curve's midpoint is 0.71, biased toward recall because the
   exact check removes false candidates anyway.
@@ -29,6 +29,7 @@ VALUE_BITS = 57  # 64 - log2(BINS)
 VALUE_MASK = np.uint64((1 << VALUE_BITS) - 1)
 EMPTY = np.uint64(0xFFFFFFFFFFFFFFFF)
 CHUNK_CHARS = 1 << 23  # shingle this many characters at a time (bounds memory)
+DIRECTION = np.random.default_rng(20140622).integers(0, 2, BINS).astype(bool)  # densify from the right?
 
 
 def mix64(x: np.ndarray) -> np.ndarray:
@@ -106,18 +107,27 @@ def one_permutation_signatures(hashes, owners, n_texts: int) -> np.ndarray:
 
 
 def densify(sig: np.ndarray) -> np.ndarray:
+    """Fill each empty bin from the nearest non-empty bin in its direction (circularly), plus distance
+    x 2^57 so that a borrowed value never equals an own one. The direction is a fixed random bit per
+    bin, the same for every text (the "improved" densification, Shrivastava & Li 2014), which halves
+    the variance of borrowing always from the right."""
     empty = sig == EMPTY
     needs = empty.any(axis=1) & ~empty.all(axis=1)
     if not needs.any():
         return sig
-    rows = sig[needs]
+    rows, hole = sig[needs], empty[needs]
     cols = np.arange(BINS)
-    filled = np.where(empty[needs], 2 * BINS, cols)  # the index of each non-empty bin, else "far"
-    doubled = np.concatenate([filled, np.where(filled < BINS, filled + BINS, 2 * BINS)], axis=1)
-    nearest = np.minimum.accumulate(doubled[:, ::-1], axis=1)[:, ::-1][:, :BINS]  # next non-empty, circular
-    distance = (nearest - cols).astype(np.uint64)
-    borrowed = np.take_along_axis(rows, nearest % BINS, axis=1) + (distance << np.uint64(VALUE_BITS))
-    sig[needs] = np.where(empty[needs], borrowed, rows)
+    far = 4 * BINS
+    right = np.where(hole, far, cols)  # next non-empty at or after each bin
+    right = np.concatenate([right, np.where(right < BINS, right + BINS, far)], axis=1)
+    right = np.minimum.accumulate(right[:, ::-1], axis=1)[:, ::-1][:, :BINS]
+    left = np.where(hole, -far, cols)  # previous non-empty at or before each bin
+    left = np.concatenate([np.where(left >= 0, left - BINS, -far), left], axis=1)
+    left = np.maximum.accumulate(left, axis=1)[:, BINS:]
+    source = np.where(DIRECTION, right, left)
+    distance = np.abs(source - cols).astype(np.uint64)
+    borrowed = np.take_along_axis(rows, source % BINS, axis=1) + (distance << np.uint64(VALUE_BITS))
+    sig[needs] = np.where(hole, borrowed, rows)
     return sig
 
 

@@ -200,7 +200,8 @@ def near_part(table, signals, threshold: float):
         signals["near_cluster"] = near.labels
         leaked = dups.leaked_rows(near.labels, splits)
         stats = dups.cluster_stats(near.labels)
-        note = f"char-5 MinHash (one permutation, 128 bins, 16x8 bands), exact Jaccard >= {threshold}"
+        note = (f"char-5 MinHash of the normalized text (one permutation, 128 bins, 16x8 bands), exact "
+                f"Jaccard >= {threshold}")
     else:
         leaked = dups.leaked_pairs(near.pairs, splits)
         stats = {"clusters": None, "rows_in_clusters": None, "extra_copies": None}
