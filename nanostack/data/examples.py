@@ -14,6 +14,7 @@ import hashlib
 import re
 from dataclasses import dataclass, field
 
+import numpy as np
 import torch
 
 from nanostack.data.dataset import Dataset, Example, example_id
@@ -59,7 +60,7 @@ class Examples(Dataset):
     def longest(self) -> int:
         """Tokens in the longest example, plus its boundary: the length of every (padded) row."""
         if not self._longest:
-            self._longest = max(map(self._length, self.train_words + self.test_words)) + 1
+            self._longest = int(encode_flat(self.train_words + self.test_words, self.tokenizer)[1].max()) + 1
         return self._longest
 
     def _length(self, word: str) -> int:
@@ -133,14 +134,29 @@ class Examples(Dataset):
 
 
 def encode_examples(words, tokenizer, block_size: int, boundary: int):
-    x = torch.full((len(words), block_size), boundary, dtype=torch.long)
-    y = torch.full((len(words), block_size), -1, dtype=torch.long)
-    for i, word in enumerate(words):
-        ids = torch.as_tensor(tokenizer.encode(word), dtype=torch.long)
-        x[i, 1:1 + len(ids)] = ids
-        y[i, :len(ids)] = ids
-        y[i, len(ids)] = boundary
-    return x, y
+    flat, lengths = encode_flat(words, tokenizer)
+    rows = np.repeat(np.arange(len(words)), lengths)
+    cols = np.arange(len(flat)) - np.repeat(np.cumsum(lengths) - lengths, lengths)
+    x = np.full((len(words), block_size), boundary, dtype=np.int64)
+    y = np.full((len(words), block_size), -1, dtype=np.int64)
+    x[rows, cols + 1] = flat
+    y[rows, cols] = flat
+    y[np.arange(len(words)), lengths] = boundary
+    return torch.from_numpy(x), torch.from_numpy(y)
+
+
+def encode_flat(words, tokenizer):
+    """(every word's token ids concatenated, each word's token count), as tokenizer.encode gives them. A
+    char tokenizer encodes all words in one call (one token per character), unless special-token text
+    occurs, which each word then handles."""
+    if getattr(tokenizer, "kind", "") == "char" and words:
+        joined = "".join(words)
+        if not any(name in joined for name in tokenizer.special_tokens):
+            return tokenizer.encode_array(joined), np.fromiter(map(len, words), dtype=np.int64, count=len(words))
+    ids = [tokenizer.encode(word) for word in words]
+    lengths = np.fromiter(map(len, ids), dtype=np.int64, count=len(ids))
+    flat = np.fromiter((i for word in ids for i in word), dtype=np.int64, count=int(lengths.sum()))
+    return flat, lengths
 
 
 def segment(documents, kind: str):

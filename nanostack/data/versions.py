@@ -107,12 +107,10 @@ def read_manifest(folder: Path) -> dict:
 def read_rows(folder: Path, split: str) -> list:
     """[(text, weight, source, offset)] of one split, in version order."""
     path = Path(folder) / f"{split}.jsonl"
-    rows = []
     try:
-        with open(path, encoding="utf-8") as f:
-            for line in f:
-                text, weight, source, offset = json.loads(line)
-                rows.append((text, int(weight), source, int(offset)))
+        lines = path.read_text(encoding="utf-8").splitlines()  # JSON escapes newlines: one example a line
+        rows = [(text, int(weight), source, int(offset))
+                for text, weight, source, offset in json.loads("[" + ",".join(lines) + "]")]
     except FileNotFoundError:
         raise UserError(f"dataset version {folder} has no {split}.jsonl",
                         f"run `nanostack data materialize {Path(folder).name[:12]}`") from None

@@ -179,7 +179,7 @@ def score_run(store, run_dir, version=None, splits=SPLITS, tokens=False, which="
         tmp.mkdir(parents=True)
     barrier(world)
     t0 = time.perf_counter()
-    summary, skipped, n_tokens = score_shard(run, version, splits, tokens, which, device, batch_size, rank, world, tmp)
+    skipped, _ = score_shard(run, version, splits, tokens, which, device, batch_size, rank, world, tmp)
     barrier(world)
     if rank == 0:
         elapsed = time.perf_counter() - t0
@@ -215,38 +215,38 @@ def score_shard(run, version, splits, tokens, which, device, batch_size, rank, w
     dataset = open_version(str(version.path), tokenizer, repeat=False)
     block = model.config.block_size
     table = version.table()
-    rows_all, lengths = {}, {}
-    try:
-        for split in splits:
-            rows = np.flatnonzero(table["split"] == split)
-            rows_all[split] = rows
-            lengths[split] = np.array([len(tokenizer.encode(t)) for t in table["text"][rows]], dtype=np.int64)
-    except UserError as e:
-        raise UserError(f"version {version.ref} has text that run {run.path}'s tokenizer cannot encode ({e.message})",
-                        "score it with a run trained on this version's vocabulary (nanostack train --data "
-                        f"{version.ref})") from None
-    fits = {s: lengths[s] + 1 <= block for s in splits}
-    skipped = {s: int((~fits[s]).sum()) for s in splits}
-    longest = max((int(lengths[s][fits[s]].max(initial=0)) for s in splits), default=0) + 1
     columns = {k: [] for k in ("row", "example_id", "split", "nll_sum", "tokens", "token_start")}
-    token_chunks, token_count = [], 0
+    token_chunks, token_count, skipped = [], 0, {}
+    kwargs = {"batch_size": batch_size} if batch_size else {}
     for split in splits:
-        mine = fits[split] & (table["example_id"][rows_all[split]] % world == rank)
-        rows = rows_all[split][mine]
+        rows = np.flatnonzero(table["split"] == split)
+        rows = rows[table["example_id"][rows] % world == rank]
         words = list(table["text"][rows])
-        if split == "train":
-            dataset.train_words = words
-        else:
-            dataset.test_words = words
+        setattr(dataset, "train_words" if split == "train" else "test_words", words)
         dataset._tensors.clear()
-        dataset._longest = longest  # every rank pads to one length
+        dataset._longest = 0
         if not words:
+            skipped[split] = 0
             continue
+        try:
+            x, y = dataset.tensors(split)  # every example of this rank, padded to the longest
+        except UserError as e:
+            raise UserError(f"version {version.ref} has text that run {run.path}'s tokenizer cannot encode "
+                            f"({e.message})", "score it with a run trained on this version's vocabulary "
+                            f"(nanostack train --data {version.ref})") from None
+        length = (y != -1).sum(1)  # tokens predicted: the example's tokens and its boundary
+        fits = (length <= block).numpy()
+        skipped[split] = int((~fits).sum())
+        if not fits.all():  # longer than the model's context: left out, and counted
+            width = int(length[torch.from_numpy(fits)].max()) if fits.any() else 1
+            x, y = x[torch.from_numpy(fits), :width], y[torch.from_numpy(fits), :width]
+            rows = rows[fits]
+        dataset._tensors[dataset.split_name(split)] = (x, y)
         if tokens:
             sums, counts = [], []
-            for _, x, y in dataset.batches(split, block, **({"batch_size": batch_size} if batch_size else {})):
-                nll = token_nll(model, x.to(device), y.to(device)).cpu()
-                mask = (y != -1)
+            for _, bx, by in dataset.batches(split, block, **kwargs):
+                nll = token_nll(model, bx.to(device), by.to(device)).cpu()
+                mask = by != -1
                 sums.append(nll.double().sum(1))
                 counts.append(mask.sum(1))
                 token_chunks.append(nll[mask].to(torch.float16).numpy())
@@ -261,9 +261,8 @@ def score_shard(run, version, splits, tokens, which, device, batch_size, rank, w
         columns["tokens"].append(counts)
         columns["token_start"].append(token_count + np.concatenate([[0], np.cumsum(counts)[:-1]]))
         token_count += int(counts.sum())
-    table_out = {k: (np.concatenate(v) if v else np.zeros(0, dtype=object if k == "split" else np.float64
-                                                           if k == "nll_sum" else np.int64))
-                 for k, v in columns.items()}
+    empty = {"split": object, "nll_sum": np.float64}
+    table_out = {k: np.concatenate(v) if v else np.zeros(0, dtype=empty.get(k, np.int64)) for k, v in columns.items()}
     table_out["nll_mean"] = table_out["nll_sum"] / np.maximum(table_out["tokens"], 1)
     table_out["shard"] = np.full(len(table_out["row"]), rank, dtype=np.int64)
     if not tokens:
@@ -272,4 +271,4 @@ def score_shard(run, version, splits, tokens, which, device, batch_size, rank, w
     if tokens:
         flat = np.concatenate(token_chunks) if token_chunks else np.zeros(0, np.float16)
         flat.astype(np.float16).tofile(out / f"token_loss-{rank:05d}.f16")
-    return None, skipped, token_count
+    return skipped, token_count
