@@ -80,6 +80,7 @@ def surprising_tokens(store, score: Score, n: int = 20, device: str = "cpu") -> 
     out = []
     for loss, shard, position in picks:
         mine = np.flatnonzero(table["shard"] == shard)
+        mine = mine[np.argsort(table["token_start"][mine], kind="stable")]  # in the order of the token file
         starts = table["token_start"][mine]
         k = mine[np.searchsorted(starts, position, side="right") - 1]
         row, j = int(table["row"][k]), position - int(table["token_start"][k])
@@ -87,8 +88,9 @@ def surprising_tokens(store, score: Score, n: int = 20, device: str = "cpu") -> 
         ids = tokenizer.encode(text)
         targets = ids + [boundary_id]
         x = torch.tensor([[boundary_id] + ids], dtype=torch.long, device=device)
+        y = torch.tensor([targets], dtype=torch.long, device=device)
         with torch.no_grad():
-            logits, _ = model(x)
+            logits, _ = model(x, y)  # with targets, every position's logits
         probs = torch.softmax(logits[0, j].float(), dim=-1)
         top_p, top_i = probs.topk(3)
         before = tokenizer.decode(ids[:j])[-CONTEXT:]
