@@ -6,8 +6,8 @@ The data engine (nanostack/dataengine) writes versions into a store, NANOSTACK_H
 
     refs.json                    {"NAME@TAG": vid}; NAME alone means NAME@latest
     versions/<vid>/manifest.json the version: kind, counts, parents, the op that made it
-    versions/<vid>/train.jsonl   its examples, materialized: one JSON array [text, weight, source, offset]
-    versions/<vid>/test.jsonl    per line, in version order
+    versions/<vid>/train.json    its examples, materialized: {"text": [...], "weight": [...], "source": [...],
+    versions/<vid>/test.json     "offset": [...]}, in version order
     runs.jsonl                   one line per training run on a version (appended here)
 
 A version is an example-per-row Dataset (examples.py's Examples): its split is frozen (taken at import
@@ -42,7 +42,7 @@ def is_version_ref(data: str) -> bool:
 
     path = Path(data).expanduser()
     if path.is_dir():
-        return (path / "manifest.json").is_file() and (path / "train.jsonl").is_file()
+        return (path / "manifest.json").is_file() and (path / "train.json").is_file()
     if path.exists() or data in BUILTINS:
         return False
     return "@" in data or (VID_PREFIX.fullmatch(data) is not None and (store_home() / "versions").is_dir())
@@ -106,15 +106,14 @@ def read_manifest(folder: Path) -> dict:
 
 def read_rows(folder: Path, split: str) -> list:
     """[(text, weight, source, offset)] of one split, in version order."""
-    path = Path(folder) / f"{split}.jsonl"
+    path = Path(folder) / f"{split}.json"
     try:
-        lines = path.read_text(encoding="utf-8").splitlines()  # JSON escapes newlines: one example a line
-        rows = [(text, int(weight), source, int(offset))
-                for text, weight, source, offset in json.loads("[" + ",".join(lines) + "]")]
+        columns = json.loads(path.read_text(encoding="utf-8"))
+        rows = list(zip(columns["text"], columns["weight"], columns["source"], columns["offset"], strict=True))
     except FileNotFoundError:
-        raise UserError(f"dataset version {folder} has no {split}.jsonl",
+        raise UserError(f"dataset version {folder} has no {split}.json",
                         f"run `nanostack data materialize {Path(folder).name[:12]}`") from None
-    except (ValueError, TypeError, UnicodeDecodeError) as e:
+    except (ValueError, TypeError, KeyError, UnicodeDecodeError) as e:
         raise UserError(f"{path} is damaged ({e})", "run `nanostack data verify`, then `data materialize`") from None
     return rows
 

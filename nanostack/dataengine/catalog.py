@@ -146,15 +146,14 @@ def verify_version(store, vid: str) -> list:
         if not store.object_path(source["object"]).is_file():
             problems.append(f"version {vid[:12]}: its source object {source['object'][:12]} ({source['name']}) is missing")
     for split in ("train", "test"):
-        file = path / f"{split}.jsonl"
+        file = path / f"{split}.json"
         try:
-            with open(file, encoding="utf-8") as f:
-                rows = [json.loads(line)[0] for line in f]
-        except (OSError, ValueError, IndexError, UnicodeDecodeError):
-            problems.append(f"version {vid[:12]}: {split}.jsonl is missing or damaged (`data materialize` rewrites it)")
+            texts = json.loads(file.read_text(encoding="utf-8"))["text"]
+        except (OSError, ValueError, KeyError, TypeError, UnicodeDecodeError):
+            problems.append(f"version {vid[:12]}: {split}.json is missing or damaged (`data materialize` rewrites it)")
             continue
-        if rows != table["text"][table["split"] == split].tolist():
-            problems.append(f"version {vid[:12]}: {split}.jsonl differs from its examples (`data materialize`)")
+        if texts != table["text"][table["split"] == split].tolist():
+            problems.append(f"version {vid[:12]}: {split}.json differs from its examples (`data materialize`)")
     return problems
 
 

@@ -267,7 +267,7 @@ def score_shard(run, version, splits, tokens, which, device, batch_size, rank, w
     table_out["shard"] = np.full(len(table_out["row"]), rank, dtype=np.int64)
     if not tokens:
         del table_out["token_start"]
-    write_parquet(out / f"example_loss-{rank:05d}.parquet", table_out)
+    write_parquet(out / f"example_loss-{rank:05d}.parquet", table_out, categorical=("split",))
     if tokens:
         flat = np.concatenate(token_chunks) if token_chunks else np.zeros(0, np.float16)
         flat.astype(np.float16).tofile(out / f"token_loss-{rank:05d}.f16")

@@ -3,7 +3,7 @@
     NANOSTACK_HOME (default .nanostack in the current directory)
       objects/ab/cdef…       imported files (and op inputs such as ids files), by sha256, write-once
       refs.json              {"NAME@TAG": vid}; ops move NAME@latest and add NAME@1, NAME@2, …
-      versions/<vid>/        manifest.json, examples.parquet, train.jsonl, test.jsonl (+ report, signals)
+      versions/<vid>/        manifest.json, examples.parquet, train.json, test.json (+ report, signals)
       derivations/<dkey>     which version an op on given inputs made (re-running an op is a lookup)
       scores/<score_id>/     manifest.json, example_loss-RANK.parquet, token_loss-RANK.f16
       runs.jsonl             one line per training run on a version (the trainer appends it)

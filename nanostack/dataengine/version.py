@@ -1,15 +1,17 @@
 """A dataset version: a segmenter (lines, paragraphs, files or prompts) plus an ordered list of examples,
 each with its split and weight, named by the hash of that content.
 
-    vid = sha256("nanostack-version 1", kind, and per example "sha256(text) split weight")
+    vid = sha256("nanostack-version 1\n" + kind + "\n", then the examples' 32-byte sha256 digests, then
+                 their splits (one byte each: 0 train, 1 test), then their weights (one byte each))
 
 Equal content has an equal id however it was derived (git's tree semantics): two orders of the
 same drops give one version. A version's table (examples.parquet) holds per example: row,
 example_id (the data layer's: first 8 bytes of sha256(text), signed), sha256, split, weight (a repeat
 count 0-255; test examples weigh 1), source, offset, text, and any signal columns it was imported
-with (telemetry's prompt_nll_mean). train.jsonl and test.jsonl are the same examples materialized
+with (telemetry's prompt_nll_mean). train.json and test.json are the same examples materialized
 for the trainer (nanostack/data/versions.py reads them without DuckDB).
 """
+import binascii
 import hashlib
 import json
 import os
@@ -22,7 +24,7 @@ import numpy as np
 from nanostack.data.versions import read_manifest
 from nanostack.dataengine.tables import read_parquet, write_parquet
 from nanostack.errors import UserError
-from nanostack.io import write_json
+from nanostack.io import write_atomic, write_json
 
 FORMAT = 1
 CORE = ("example_id", "sha256", "split", "weight", "source", "offset", "text")
@@ -31,9 +33,14 @@ SPLITS = ("train", "test")
 
 def digests(texts):
     """(sha256 hex strings, example ids as int64) of a sequence of texts."""
-    raw = [hashlib.sha256(t.encode("utf-8")).digest() for t in texts]
-    ids = np.frombuffer(b"".join(d[:8] for d in raw), dtype=">i8").astype(np.int64) if raw else np.zeros(0, np.int64)
-    return np.array([d.hex() for d in raw], dtype=object), ids
+    blob = b"".join([hashlib.sha256(t.encode("utf-8")).digest() for t in texts])
+    if not blob:
+        return np.zeros(0, dtype=object), np.zeros(0, np.int64)
+    raw = np.frombuffer(blob, dtype=np.uint8).reshape(-1, 32)
+    ids = raw[:, :8].copy().view(">i8").ravel().astype(np.int64)
+    text = binascii.hexlify(blob).decode("ascii")
+    hexes = np.array([text[i:i + 64] for i in range(0, len(text), 64)], dtype=object)
+    return hexes, ids
 
 
 def new_table(texts, splits, weights, sources, offsets, extra=None) -> dict:
@@ -72,8 +79,9 @@ def concat(a: dict, b: dict) -> dict:
 
 def version_id(kind: str, table: dict) -> str:
     digest = hashlib.sha256(f"nanostack-version {FORMAT}\n{kind}\n".encode())
-    lines = "".join(f"{s} {p} {w}\n" for s, p, w in zip(table["sha256"], table["split"], table["weight"].tolist()))
-    digest.update(lines.encode("ascii"))
+    digest.update(binascii.unhexlify("".join(table["sha256"].tolist())))
+    digest.update((table["split"] == "test").astype(np.uint8).tobytes())
+    digest.update(np.asarray(table["weight"]).astype(np.uint8).tobytes())
     return digest.hexdigest()
 
 
@@ -104,7 +112,7 @@ def write_version(store, kind: str, table: dict, manifest: dict) -> tuple:
         columns = {"row": np.arange(len(table["text"]), dtype=np.int64)}
         columns.update({k: table[k] for k in CORE})
         columns.update({k: v for k, v in table.items() if k not in CORE and k != "row"})
-        write_parquet(tmp / "examples.parquet", columns)
+        write_parquet(tmp / "examples.parquet", columns, categorical=("split", "source"))
         materialize_into(tmp, table)
         split = table["split"]
         counts = {"examples": int(len(split)), "train": int((split == "train").sum()),
@@ -123,16 +131,12 @@ def write_version(store, kind: str, table: dict, manifest: dict) -> tuple:
 
 
 def materialize_into(folder: Path, table: dict) -> None:
-    """train.jsonl and test.jsonl: [text, weight, source, offset] per example, in version order."""
+    """train.json and test.json: the split's texts, weights, sources and offsets, in version order."""
     for split in SPLITS:
         mask = table["split"] == split
-        lines = [json.dumps([t, w, s, o], ensure_ascii=False) + "\n"
-                 for t, w, s, o in zip(table["text"][mask], table["weight"][mask].tolist(),
-                                       table["source"][mask], table["offset"][mask].tolist())]
-        tmp = folder / f"{split}.jsonl.tmp"
-        with open(tmp, "w", encoding="utf-8") as f:
-            f.writelines(lines)
-        os.replace(tmp, folder / f"{split}.jsonl")
+        columns = {"text": table["text"][mask].tolist(), "weight": table["weight"][mask].tolist(),
+                   "source": table["source"][mask].tolist(), "offset": table["offset"][mask].tolist()}
+        write_atomic(folder / f"{split}.json", json.dumps(columns, ensure_ascii=False))
 
 
 class Version:
@@ -187,6 +191,6 @@ class Version:
         return table["text"] if split is None else table["text"][table["split"] == split]
 
     def materialize(self) -> Path:
-        """(Re)write train.jsonl and test.jsonl from the table."""
+        """(Re)write train.json and test.json from the table."""
         materialize_into(self.path, self.table())
         return self.path
