@@ -202,3 +202,25 @@ def test_one_loop_round_drops_mostly_planted_examples(tmp_path):
     assert abs(second["delta"] - (second["test_nll"] - first["test_nll"])) < 1e-9
     table = (tmp_path / "loop" / "loop.md").read_text()
     assert "| 0 |" in table and "| 1 |" in table and "drop:" in table
+
+
+def test_the_loop_stops_at_a_fixed_point_and_for_review(tmp_path, capsys, monkeypatch):
+    names = shared_file("names.txt").read_text().split()
+    rng = random.Random(3)
+    engine = de.open_engine(tmp_path / "store")
+    clean = engine.import_path(write_lines(tmp_path / "names.txt", rng.sample(names, 400)), name="names")
+    junk = random_strings([8] * 20, rng) * 20  # 20 random strings, 20 copies each: dedupe helps, once
+    v = clean.append(write_lines(tmp_path / "junk.txt", junk))
+    record = engine.loop(v, None, rounds=3, curate="dedupe=exact", overrides={"model": "bigram_counts"},
+                         out=tmp_path / "loop", log=quiet)
+    assert [r["round"] for r in record["rounds"]] == [0, 1] and record["stopped"].startswith("fixed point")
+    assert record["rounds"][1]["train"] < record["rounds"][0]["train"] and 0 < record["engine_share"] < 1
+    record = engine.loop(v, None, rounds=3, curate="dedupe=exact", overrides={"model": "bigram_counts"},
+                         review=True, out=tmp_path / "review", log=quiet)
+    assert len(record["rounds"]) == 1 and record["stopped"].startswith("review")
+    review = [json.loads(line) for line in (tmp_path / "review" / "review-0.jsonl").read_text().splitlines()]
+    assert len(review) == 200 and review[0]["loss"] >= review[-1]["loss"]
+    monkeypatch.setenv("NANOSTACK_HOME", str(tmp_path / "store"))
+    for curate in ("dedupe=fuzzy", "drop=5%", "shuffle=1", "dedupe"):
+        code, out, err = run_cli(capsys, "engine", "loop", "--data", "names", "--curate", curate)
+        assert code == 2 and "--curate" in err, curate
