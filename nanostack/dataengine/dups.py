@@ -23,9 +23,24 @@ NGRAM = 13
 
 
 def labels_of(keys) -> np.ndarray:
-    """Each row's cluster label: the first row with an equal key."""
-    first = {}
-    return np.fromiter((first.setdefault(k, i) for i, k in enumerate(keys)), dtype=np.int64, count=len(keys))
+    """Each row's cluster label: the first row with an equal key (strings). Rows are grouped by their
+    64-bit hash with one numpy sort, then every row is checked equal to its group's first; only if two
+    different keys shared a hash does it group with a dictionary instead."""
+    keys = keys if isinstance(keys, np.ndarray) and keys.dtype == object else np.array(list(keys), dtype=object)
+    if not len(keys):
+        return np.zeros(0, dtype=np.int64)
+    hashes = np.fromiter(map(hash, keys), dtype=np.int64, count=len(keys))
+    order = np.argsort(hashes)  # quicksort: np.unique's stable sort costs several times more
+    ordered = hashes[order]
+    starts = np.flatnonzero(np.concatenate([[True], ordered[1:] != ordered[:-1]]))
+    first = np.minimum.reduceat(order, starts)  # the lowest row of each group
+    group = np.cumsum(np.concatenate([[True], ordered[1:] != ordered[:-1]])) - 1
+    labels = np.empty(len(keys), dtype=np.int64)
+    labels[order] = first[group]
+    if (keys[labels] == keys).all():
+        return labels
+    seen = {}  # a hash collision (odds ~3e-6 at 1e7 keys): exact grouping
+    return np.fromiter((seen.setdefault(k, i) for i, k in enumerate(keys)), dtype=np.int64, count=len(keys))
 
 
 def exact_labels(texts) -> np.ndarray:

@@ -127,15 +127,16 @@ def open_score(store, ref: str) -> Score:
 
 
 def distributed():
-    """(rank, world size), joining the torchrun group when there is one."""
+    """(rank, world size, whether this call joined the group), joining the torchrun group when there is one."""
     world = int(os.environ.get("WORLD_SIZE", "1"))
     if world <= 1:
-        return 0, 1
+        return 0, 1, False
     import torch.distributed as dist  # noqa: PLC0415
 
-    if not dist.is_initialized():
+    joined = not dist.is_initialized()
+    if joined:
         dist.init_process_group("gloo")
-    return dist.get_rank(), dist.get_world_size()
+    return dist.get_rank(), dist.get_world_size(), joined
 
 
 def barrier(world: int) -> None:
@@ -171,7 +172,7 @@ def score_run(store, run_dir, version=None, splits=SPLITS, tokens=False, which="
     if run_kind != DATASET_KIND[version.kind]:
         raise UserError(f"run {run_dir} was trained on {run_kind} examples; version {version.ref} holds "
                         f"{version.kind}", "score it with a run trained on data of the same kind")
-    rank, world = distributed()
+    rank, world, joined = distributed()
     tmp = store.scores_dir / f".tmp-{score_id[:16]}"
     if rank == 0:
         store.ensure()
@@ -201,6 +202,10 @@ def score_run(store, run_dir, version=None, splits=SPLITS, tokens=False, which="
             shutil.rmtree(final)
         os.replace(tmp, final)
     barrier(world)
+    if joined:
+        import torch.distributed as dist  # noqa: PLC0415
+
+        dist.destroy_process_group()
     return Score(store, score_id)
 
 
