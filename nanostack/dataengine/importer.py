@@ -6,7 +6,8 @@ Files are stored by content hash (objects/), cut into examples by the data layer
 layer's rule (a seeded permutation, 1000 or 10% held out), frozen from here on: every version
 derived from this one inherits it. A folder skips files that are binary (a NUL in the first 8,000
 bytes, as git decides) or not UTF-8, and lists each with its kind and byte offset; a single such file
-is an error naming the offset.
+is an error naming the offset. A byte-order mark at the start of a file is dropped, as the data layer
+drops it, and noted for the report.
 
 Telemetry (`nanostack serve --telemetry DIR` writes DIR/telemetry-*.parquet) imports one example per
 request: the prompt, with the server's prompt_nll_mean, ts, request_id, endpoint and run kept as
@@ -21,7 +22,7 @@ import numpy as np
 from nanostack.data.examples import MIN_EXAMPLES, segment, split_rows
 from nanostack.dataengine.store import canonical, sha256_text
 from nanostack.dataengine.tables import read_parquet
-from nanostack.dataengine.text import decode_problem
+from nanostack.dataengine.text import BOM, decode_problem
 from nanostack.dataengine.version import new_table, write_version
 from nanostack.errors import UserError
 
@@ -37,7 +38,9 @@ def is_telemetry(path: Path) -> bool:
 
 
 def read_documents(path: Path):
-    """([(name, text, raw bytes)], [skipped {file, kind, offset}]) of a file or a folder."""
+    """([(name, text, raw bytes)], skipped, notes) of a file or a folder: skipped lists the files that are
+    not text ({file, kind, offset}); notes the byte-order marks dropped from the start of a file, as the
+    data layer drops them (a BOM says how a file is encoded; it is not text)."""
     if path.is_file():
         raw = path.read_bytes()
         problem = decode_problem(raw)
@@ -46,24 +49,37 @@ def read_documents(path: Path):
             what = "binary (a NUL byte)" if kind == "binary" else "not UTF-8 text"
             raise UserError(f"{path} is {what} at byte offset {offset}",
                             "convert it to UTF-8 text, or import the folder around it (bad files are skipped)")
-        return [(path.name, raw.decode("utf-8"), raw)], []
-    documents, skipped = [], []
+        text, notes = _without_bom(path.name, raw.decode("utf-8"))
+        return [(path.name, text, raw)], [], notes
+    documents, skipped, notes = [], [], []
     for dirpath, dirnames, filenames in os.walk(path):
         dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
         for filename in sorted(filenames):
             if filename.startswith("."):
                 continue
             file = Path(dirpath) / filename
-            name = file.relative_to(path).as_posix()
-            if not file.is_file():
+            name = file.relative_to(path).as_posix().encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+            try:
+                raw = file.read_bytes() if file.is_file() else None
+            except OSError:
+                skipped.append({"file": name, "kind": "unreadable", "offset": 0})
                 continue
-            raw = file.read_bytes()
+            if raw is None:
+                continue
             problem = decode_problem(raw)
             if problem:
                 skipped.append({"file": name, "kind": problem[0], "offset": problem[1]})
-            else:
-                documents.append((name, raw.decode("utf-8"), raw))
-    return documents, skipped
+                continue
+            text, found = _without_bom(name, raw.decode("utf-8"))
+            notes.extend(found)
+            documents.append((name, text, raw))
+    return documents, skipped, notes
+
+
+def _without_bom(name: str, text: str):
+    if text.startswith(BOM):
+        return text[1:], [{"file": name, "kind": "bom", "offset": 0}]
+    return text, []
 
 
 def cut(documents, kind: str):
@@ -83,8 +99,9 @@ def import_path(store, path, kind: str = "lines", name=None, seed: int = 1337):
         raise UserError(f"unknown --examples {kind!r}", f"use one of: {', '.join(KINDS)}")
     if is_telemetry(path):
         found, table_extra, blobs, skipped, kind = read_telemetry(path)
+        notes = []
     else:
-        documents, skipped = read_documents(path)
+        documents, skipped, notes = read_documents(path)
         found = cut(documents, kind)
         blobs = [(n, raw) for n, _, raw in documents]
         table_extra = {}
@@ -101,7 +118,7 @@ def import_path(store, path, kind: str = "lines", name=None, seed: int = 1337):
     op = {"op": "import", "version": OP_VERSION, "examples": kind, "seed": seed, "path": str(path.resolve()),
           "objects": [s["object"] for s in sources]}
     manifest = {"name": name or path.stem or "data", "parents": [], "op": op, "sources": sources,
-                "skipped": skipped, "split_rule": f"seeded permutation (seed {seed}), min(1000, n//10) held out",
+                "skipped": skipped, "encoding": notes, "split_rule": f"seeded permutation (seed {seed}), min(1000, n//10) held out",
                 "dkey": sha256_text(canonical({k: v for k, v in op.items() if k != "path"}))}
     vid, created = write_version(store, kind, table, manifest)
     for _, raw in blobs:  # kept once the version exists (a refused import leaves nothing behind)

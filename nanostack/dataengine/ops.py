@@ -81,6 +81,8 @@ def derive(store, parent: Version, op: str, params: dict, make, input_files=(), 
                 check_test_unchanged(before, table)
             vid, _ = write_version(store, parent.kind, table,
                                    {"name": name, "parents": [parent.vid], "dkey": dkey, "note": note,
+                                    "skipped": parent.manifest.get("skipped", []),  # what import found
+                                    "encoding": parent.manifest.get("encoding", []),
                                     "op": {"op": op, "op_version": OP_VERSIONS[op], **params,
                                            "inputs": list(inputs)}})
             for blob in blobs:
@@ -399,7 +401,7 @@ def append(store, version, path, split="train", edit_test=False, name=None) -> O
         found, extra, files, _, _ = read_telemetry(path)
         blobs = [raw for _, raw in files]
     else:
-        documents, _ = read_documents(path)
+        documents, _, _ = read_documents(path)
         found = cut(documents, version.kind)
         blobs = [raw for _, _, raw in documents]
         extra = {}

@@ -108,6 +108,8 @@ def encoding_part(version, table, signals) -> dict:
                              "row": row, "id": int(table["example_id"][row])})
     signals["encoding"] = flags
     skipped = version.manifest.get("skipped", [])
+    problems = [{"kind": n["kind"], "source": n["file"], "offset": n["offset"], "row": None, "id": None}
+                for n in version.manifest.get("encoding", [])] + problems  # leading BOMs, dropped at import
     counts = Counter(p["kind"] for p in problems) + Counter(s["kind"] for s in skipped)
     return {"skipped_files": skipped, "problems": problems[:200], "problem_count": len(problems),
             "counts": dict(sorted(counts.items()))}
@@ -242,7 +244,8 @@ def to_markdown(r: dict) -> str:
     if not E["skipped_files"] and not E["problem_count"]:
         out.append("No binary or non-UTF-8 files, byte-order marks, U+FFFD or control characters.")
     out += [f"- skipped file {s['file']}: {s['kind']} at byte {s['offset']}" for s in E["skipped_files"]]
-    out += [f"- {p['kind']} in {p['source']} at character {p['offset']} (row {p['row']})" for p in E["problems"][:20]]
+    out += [f"- {p['kind']} in {p['source']} at character {p['offset']}" + (f" (row {p['row']})" if p["row"] is not None
+            else " (dropped at import)") for p in E["problems"][:20]]
     if E["problem_count"] > 20:
         out.append(f"- … {E['problem_count'] - 20} more (report.json, signals.parquet)")
     C = r["characters"]
