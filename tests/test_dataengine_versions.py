@@ -203,8 +203,8 @@ def test_verify_passes_and_finds_an_edited_version(home, small):
     v = engine.import_path(small, name="small")
     v.dedupe("exact")
     assert engine.verify() == {"objects": 1, "versions": 2, "refs": 3}  # small@1, small@2, small@latest
-    (v.path / "train.json").write_text((v.path / "train.json").read_text().replace("emma", "emmy", 1))
-    with pytest.raises(de.api.catalog.UserError, match="train.json differs"):
+    (v.path / "train.txt").write_text((v.path / "train.txt").read_text().replace("emma", "emmy", 1))
+    with pytest.raises(de.api.catalog.UserError, match="train.txt differs"):
         engine.verify()
     v.materialize()
     assert engine.verify()["versions"] == 2

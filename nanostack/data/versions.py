@@ -6,8 +6,8 @@ The data engine (nanostack/dataengine) writes versions into a store, NANOSTACK_H
 
     refs.json                    {"NAME@TAG": vid}; NAME alone means NAME@latest
     versions/<vid>/manifest.json the version: kind, counts, parents, the op that made it
-    versions/<vid>/train.json    its examples, materialized: {"text": [...], "weight": [...], "source": [...],
-    versions/<vid>/test.json     "offset": [...]}, in version order
+    versions/<vid>/train.txt     its examples materialized, in version order: the texts one after another,
+    versions/<vid>/train.json    and {"length": [...] (characters), "weight", "source", "offset"}; test.* alike
     runs.jsonl                   one line per training run on a version (appended here)
 
 A version is an example-per-row Dataset (examples.py's Examples): its split is frozen (taken at import
@@ -15,6 +15,7 @@ and inherited by every derived version), and a train example of weight w is repe
 dataset is materialized, so the trainer needs no notion of weights. Test examples weigh 1.
 This module reads JSON only; it knows nothing of Parquet, DuckDB or how versions are made.
 """
+import itertools
 import json
 import os
 import re
@@ -42,7 +43,7 @@ def is_version_ref(data: str) -> bool:
 
     path = Path(data).expanduser()
     if path.is_dir():
-        return (path / "manifest.json").is_file() and (path / "train.json").is_file()
+        return (path / "manifest.json").is_file() and (path / "train.txt").is_file()
     if path.exists() or data in BUILTINS:
         return False
     return "@" in data or (VID_PREFIX.fullmatch(data) is not None and (store_home() / "versions").is_dir())
@@ -106,15 +107,22 @@ def read_manifest(folder: Path) -> dict:
 
 def read_rows(folder: Path, split: str) -> list:
     """[(text, weight, source, offset)] of one split, in version order."""
-    path = Path(folder) / f"{split}.json"
+    folder = Path(folder)
     try:
-        columns = json.loads(path.read_text(encoding="utf-8"))
-        rows = list(zip(columns["text"], columns["weight"], columns["source"], columns["offset"], strict=True))
+        columns = json.loads((folder / f"{split}.json").read_text(encoding="utf-8"))
+        with open(folder / f"{split}.txt", encoding="utf-8", newline="") as f:  # newline="": keep \r\n as is
+            text = f.read()
+        ends = list(itertools.accumulate(columns["length"]))
+        if (ends[-1] if ends else 0) != len(text):
+            raise ValueError(f"{split}.txt holds {len(text)} characters, its lengths say {ends[-1] if ends else 0}")
+        texts = [text[a:b] for a, b in zip([0, *ends[:-1]], ends)]
+        rows = list(zip(texts, columns["weight"], columns["source"], columns["offset"], strict=True))
     except FileNotFoundError:
-        raise UserError(f"dataset version {folder} has no {split}.json",
-                        f"run `nanostack data materialize {Path(folder).name[:12]}`") from None
+        raise UserError(f"dataset version {folder} is not materialized ({split}.txt or {split}.json is missing)",
+                        f"run `nanostack data materialize {folder.name[:12]}`") from None
     except (ValueError, TypeError, KeyError, UnicodeDecodeError) as e:
-        raise UserError(f"{path} is damaged ({e})", "run `nanostack data verify`, then `data materialize`") from None
+        raise UserError(f"dataset version {folder}'s {split} files are damaged ({e})",
+                        "run `nanostack data verify`, then `nanostack data materialize`") from None
     return rows
 
 

@@ -145,15 +145,17 @@ def verify_version(store, vid: str) -> list:
     for source in manifest.get("sources", []):
         if not store.object_path(source["object"]).is_file():
             problems.append(f"version {vid[:12]}: its source object {source['object'][:12]} ({source['name']}) is missing")
+    from nanostack.data.versions import read_rows  # noqa: PLC0415
+
     for split in ("train", "test"):
-        file = path / f"{split}.json"
         try:
-            texts = json.loads(file.read_text(encoding="utf-8"))["text"]
-        except (OSError, ValueError, KeyError, TypeError, UnicodeDecodeError):
-            problems.append(f"version {vid[:12]}: {split}.json is missing or damaged (`data materialize` rewrites it)")
+            texts = [row[0] for row in read_rows(path, split)]
+        except UserError:
+            problems.append(f"version {vid[:12]}: its {split} files are missing or damaged (`data materialize` "
+                            "rewrites them)")
             continue
         if texts != table["text"][table["split"] == split].tolist():
-            problems.append(f"version {vid[:12]}: {split}.json differs from its examples (`data materialize`)")
+            problems.append(f"version {vid[:12]}: {split}.txt differs from its examples (`data materialize`)")
     return problems
 
 

@@ -31,7 +31,7 @@ def add_data_commands(sub, parser_class) -> None:
                    help="seed of the train/test split (default: 1337, as `nanostack train`; makemore uses 3407)")
     ds.add_parser("list", help="every version, newest first", description="List every version with its names.")
     for name, helptext in (("show", "one version: counts, kind, origin"), ("log", "a version's lineage"),
-                           ("materialize", "rewrite a version's train.json and test.json")):
+                           ("materialize", "rewrite a version's train.txt/.json and test.txt/.json")):
         c = ds.add_parser(name, help=helptext, description=helptext[0].upper() + helptext[1:] + ".")
         c.add_argument("version", metavar="V", help=V_HELP)
     p = ds.add_parser("diff", help="what changed between two versions", description="Examples removed and added "

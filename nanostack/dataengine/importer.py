@@ -121,8 +121,8 @@ def import_path(store, path, kind: str = "lines", name=None, seed: int = 1337):
                 "skipped": skipped, "encoding": notes, "split_rule": f"seeded permutation (seed {seed}), min(1000, n//10) held out",
                 "dkey": sha256_text(canonical({k: v for k, v in op.items() if k != "path"}))}
     vid, created = write_version(store, kind, table, manifest)
-    for _, raw in blobs:  # kept once the version exists (a refused import leaves nothing behind)
-        store.put_object(raw)
+    for (_, raw), source in zip(blobs, sources):  # kept once the version exists (a refused import leaves nothing)
+        store.put_object(raw, source["object"])
     return vid, created, manifest
 
 

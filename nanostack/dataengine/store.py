@@ -3,7 +3,7 @@
     NANOSTACK_HOME (default .nanostack in the current directory)
       objects/ab/cdef…       imported files (and op inputs such as ids files), by sha256, write-once
       refs.json              {"NAME@TAG": vid}; ops move NAME@latest and add NAME@1, NAME@2, …
-      versions/<vid>/        manifest.json, examples.parquet, train.json, test.json (+ report, signals)
+      versions/<vid>/        manifest.json, examples.parquet, train.txt/.json, test.txt/.json (+ report, signals)
       derivations/<dkey>     which version an op on given inputs made (re-running an op is a lookup)
       scores/<score_id>/     manifest.json, example_loss-RANK.parquet, token_loss-RANK.f16
       runs.jsonl             one line per training run on a version (the trainer appends it)
@@ -86,9 +86,10 @@ class Store:
     def object_path(self, sha: str) -> Path:
         return self.home / "objects" / sha[:2] / sha[2:]
 
-    def put_object(self, data: bytes) -> str:
-        """Store bytes by their sha256 (once: an object is never rewritten) and return the hash."""
-        sha = hashlib.sha256(data).hexdigest()
+    def put_object(self, data: bytes, sha: str = "") -> str:
+        """Store bytes by their sha256 (once: an object is never rewritten) and return the hash (sha: the hash
+        when the caller has it already)."""
+        sha = sha or hashlib.sha256(data).hexdigest()
         path = self.object_path(sha)
         if not path.is_file():
             path.parent.mkdir(parents=True, exist_ok=True)

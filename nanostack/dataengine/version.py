@@ -8,7 +8,7 @@ Equal content has an equal id however it was derived (git's tree semantics): two
 same drops give one version. A version's table (examples.parquet) holds per example: row,
 example_id (the data layer's: first 8 bytes of sha256(text), signed), sha256, split, weight (a repeat
 count 0-255; test examples weigh 1), source, offset, text, and any signal columns it was imported
-with (telemetry's prompt_nll_mean). train.json and test.json are the same examples materialized
+with (telemetry's prompt_nll_mean). train.txt/.json and test.txt/.json are the same examples materialized
 for the trainer (nanostack/data/versions.py reads them without DuckDB).
 """
 import binascii
@@ -131,11 +131,17 @@ def write_version(store, kind: str, table: dict, manifest: dict) -> tuple:
 
 
 def materialize_into(folder: Path, table: dict) -> None:
-    """train.json and test.json: the split's texts, weights, sources and offsets, in version order."""
+    """train.txt / test.txt (the split's texts one after another) and train.json / test.json (their lengths in
+    characters, weights, sources and offsets), in version order: what the trainer reads, without DuckDB."""
     for split in SPLITS:
         mask = table["split"] == split
-        columns = {"text": table["text"][mask].tolist(), "weight": table["weight"][mask].tolist(),
+        texts = table["text"][mask].tolist()
+        columns = {"length": [len(t) for t in texts], "weight": table["weight"][mask].tolist(),
                    "source": table["source"][mask].tolist(), "offset": table["offset"][mask].tolist()}
+        tmp = folder / f"{split}.txt.tmp"
+        with open(tmp, "w", encoding="utf-8", newline="") as f:  # newline="": no \n -> \r\n anywhere
+            f.write("".join(texts))
+        os.replace(tmp, folder / f"{split}.txt")
         write_atomic(folder / f"{split}.json", json.dumps(columns, ensure_ascii=False))
 
 
@@ -191,6 +197,6 @@ class Version:
         return table["text"] if split is None else table["text"][table["split"] == split]
 
     def materialize(self) -> Path:
-        """(Re)write train.json and test.json from the table."""
+        """(Re)write train.txt/.json and test.txt/.json from the table."""
         materialize_into(self.path, self.table())
         return self.path
