@@ -167,12 +167,21 @@ def bench_loss_table(tmp):
     path = Path(tmp) / "loss.parquet"
     with Timer() as ingest:
         write_parquet(path, columns, categorical=("split",))
+    import duckdb
+
+    con = duckdb.connect()
+    con.execute("SET threads TO 2")
+    with Timer() as table:  # into DuckDB's own table, in memory (what a query over the loss table starts from)
+        con.register("frame", {k: v for k, v in columns.items() if k != "split"})
+        con.execute("CREATE TABLE losses AS SELECT * FROM frame")
+    con.close()
     with Timer() as top:
         worst = read_parquet(path, columns=["row", "nll_mean"], where="split = 'train' AND tokens >= 2",
                              order="nll_mean DESC LIMIT 100")
     assert np.isclose(worst["nll_mean"][0], columns["nll_mean"][(columns["split"] == "train") &
                                                               (columns["tokens"] >= 2)].max())
     emit("loss_table", rows=n, ingest_s=round(ingest.wall, 2), ingest_cpu_s=round(ingest.cpu, 2),
+         duckdb_table_ingest_s=round(table.wall, 2), duckdb_table_ingest_cpu_s=round(table.cpu, 2),
          worst_100_s=round(top.wall, 3), worst_100_cpu_s=round(top.cpu, 3),
          mb=round(path.stat().st_size / 1e6, 1))
 
@@ -196,7 +205,12 @@ def main():
     parser.add_argument("--only", default="import,dedup,signatures,report,score,loss_table,loop")
     parser.add_argument("--lines", type=int, default=10_000_000, help="lines for the dedup benchmark")
     parser.add_argument("--loop-iters", type=int, default=3000, help="training steps per loop round")
+    parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
     args = parser.parse_args()
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
     wanted = args.only.split(",")
     with tempfile.TemporaryDirectory() as tmp:
         for name in wanted:
