@@ -264,3 +264,10 @@ def test_every_command_has_help(capsys):
         for name, action_parser in actions.items():
             text = action_parser.format_help()
             assert f"nanostack {command} {name}" in text and action_parser.description, (command, name)
+
+
+def test_a_bad_name_writes_nothing(home, small, capsys):
+    for name in ("a@b", "two words", "-x"):
+        code, out, err = run_cli(capsys, "data", "import", small, "--name", name)
+        assert code == 2 and "name" in err, name
+    assert not (home / "versions").exists() or not any((home / "versions").iterdir())

@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from nanostack.data.examples import MIN_EXAMPLES, segment, split_rows
-from nanostack.dataengine.store import canonical, sha256_text
+from nanostack.dataengine.store import canonical, check_name, sha256_text
 from nanostack.dataengine.tables import read_parquet
 from nanostack.dataengine.text import BOM, decode_problem
 from nanostack.dataengine.version import new_table, write_version
@@ -95,6 +95,7 @@ def import_path(store, path, kind: str = "lines", name=None, seed: int = 1337):
     path = Path(path).expanduser()
     if not path.exists():
         raise UserError(f"{path} does not exist", "give a text file, a folder, or a telemetry folder")
+    name = check_name(name or path.resolve().stem or "data")
     if kind not in KINDS:
         raise UserError(f"unknown --examples {kind!r}", f"use one of: {', '.join(KINDS)}")
     if is_telemetry(path):
@@ -117,7 +118,7 @@ def import_path(store, path, kind: str = "lines", name=None, seed: int = 1337):
                       [s for _, s, _ in found], [o for _, _, o in found], table_extra)
     op = {"op": "import", "version": OP_VERSION, "examples": kind, "seed": seed, "path": str(path.resolve()),
           "objects": [s["object"] for s in sources]}
-    manifest = {"name": name or path.stem or "data", "parents": [], "op": op, "sources": sources,
+    manifest = {"name": name, "parents": [], "op": op, "sources": sources,
                 "skipped": skipped, "encoding": notes, "split_rule": f"seeded permutation (seed {seed}), min(1000, n//10) held out",
                 "dkey": sha256_text(canonical({k: v for k, v in op.items() if k != "path"}))}
     vid, created = write_version(store, kind, table, manifest)

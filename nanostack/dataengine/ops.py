@@ -26,7 +26,7 @@ import numpy as np
 
 from nanostack.dataengine import dups
 from nanostack.dataengine.importer import cut, read_documents, read_telemetry
-from nanostack.dataengine.store import canonical, sha256_file, sha256_text
+from nanostack.dataengine.store import canonical, check_name, sha256_file, sha256_text
 from nanostack.dataengine.tables import read_parquet, where_rows
 from nanostack.dataengine.version import Version, concat, new_table, take, write_version
 from nanostack.errors import UserError
@@ -69,7 +69,7 @@ def derive(store, parent: Version, op: str, params: dict, make, input_files=(), 
     inputs = [hashlib.sha256(blob).hexdigest() for blob in blobs]
     dkey = sha256_text(canonical({"parents": [parent.vid], "op": op, "params": params,
                                   "op_version": OP_VERSIONS[op], "inputs": list(inputs)}))
-    name = name or parent.name
+    name = check_name(name or parent.name)
     with store.lock():
         vid = store.derivation(dkey)
         cached = vid is not None

@@ -44,6 +44,12 @@ def sha256_text(text: str) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
+def check_name(name: str) -> str:
+    if not name or "@" in name or any(c.isspace() for c in name) or name.startswith("-"):
+        raise UserError(f"bad version name {name!r}", "use a name without '@' or spaces, e.g. --name names")
+    return name
+
+
 class Store:
     def __init__(self, home=None):
         self.home = store_home(home).resolve()
@@ -118,6 +124,7 @@ class Store:
     def advance(self, name: str, vid: str) -> str:
         """Point NAME@latest at vid; a version new to NAME also gets the next number (NAME@3). Returns
         the version's numbered ref."""
+        check_name(name)
         refs = self.refs()
         numbered = [k for k, v in refs.items() if k.startswith(f"{name}@") and k.split("@", 1)[1].isdigit()]
         for key in numbered:
