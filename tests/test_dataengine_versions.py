@@ -8,7 +8,7 @@ import sys
 import numpy as np
 import pytest
 
-from conftest import run_cli, shared_file
+from conftest import TINY, flags, run_cli, shared_file
 from dataengine_helpers import write_lines, write_telemetry
 from nanostack.data import open_dataset, read_examples
 from nanostack.data.examples import example_id
@@ -122,6 +122,11 @@ def test_train_on_a_version_records_it_and_keeps_it_after_the_name_moves(home, s
     assert code == 0 and "test NLL" in out, err
     code, out, err = run_cli(capsys, "engine", "runs", "--version", "small@1")
     assert code == 0 and str(run.resolve()) in out
+    gpt = tmp_path / "gpt"  # a resumed run reopens its version, though small@latest has moved
+    code, out, err = run_cli(capsys, "train", "--data", "small@1", "--out", gpt, *flags({**TINY, "max_iters": 10}))
+    assert code == 0, err
+    code, out, err = run_cli(capsys, "train", "--out", gpt, "--resume", "--max-iters", 20)
+    assert code == 0 and "run at step 20" in out, err
 
 
 def test_telemetry_imports_prompts_with_their_signals(home, tmp_path):
