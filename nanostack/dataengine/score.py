@@ -180,7 +180,11 @@ def score_run(store, run_dir, version=None, splits=SPLITS, tokens=False, which="
         tmp.mkdir(parents=True)
     barrier(world)
     t0 = time.perf_counter()
-    skipped, _ = score_shard(run, version, splits, tokens, which, device, batch_size, rank, world, tmp)
+    try:
+        skipped, _ = score_shard(run, version, splits, tokens, which, device, batch_size, rank, world, tmp)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)  # a failed score leaves nothing behind
+        raise
     barrier(world)
     if rank == 0:
         elapsed = time.perf_counter() - t0
