@@ -25,6 +25,16 @@ from nanostack.train import train  # noqa: E402
 quiet = lambda *a, **k: None  # noqa: E731
 
 
+
+@pytest.fixture(autouse=True, scope="module")
+def one_torch_thread():
+    """These models are tiny: one thread is as fast as two, and on a shared, busy machine two threads
+    spin-wait on each other (10-20x slower). Restored afterwards."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
 @pytest.fixture(scope="module")
 def tiny(tmp_path_factory):
     """A store holding 600 names, and a tiny GPT trained on them for 30 steps."""

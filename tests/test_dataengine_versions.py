@@ -7,6 +7,7 @@ import sys
 
 import numpy as np
 import pytest
+import torch
 
 from conftest import TINY, flags, run_cli, shared_file
 from dataengine_helpers import write_lines, write_telemetry
@@ -20,6 +21,16 @@ NAMES = ["emma", "olivia", "ava", "isabella", "sophia", "charlotte", "mia", "ame
          "emily", "elizabeth", "mila", "ella", "avery", "sofia", "camila", "aria", "scarlett", "victoria", "madison",
          "luna", "grace", "chloe", "penelope", "layla", "riley", "zoey", "nora", "lily", "eleanor", "hannah"]
 
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_torch_thread():
+    """These models are tiny: one thread is as fast as two, and on a shared, busy machine two threads
+    spin-wait on each other (10-20x slower). Restored afterwards."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
 
 @pytest.fixture
 def home(tmp_path, monkeypatch):
