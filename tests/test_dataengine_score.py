@@ -115,6 +115,10 @@ def test_views_worst_best_tokens_review_and_compare(tiny, tmp_path, capsys, monk
     assert abs(tokens[0]["nll"] - float(flat.max())) < 1e-6 and len(tokens[0]["top3"]) == 3
     assert flat.size == int(table["tokens"].sum())
     assert tokens[0]["token"] in version.texts()[tokens[0]["row"]] + "\n"
+    from nanostack.serve.explorer import find_example_scores, read_examples  # the server's data explorer
+
+    found = read_examples(open_run(run), find_example_scores(open_run(run)), limit=3)
+    assert [r["loss"] for r in found] == sorted(table["nll_mean"], reverse=True)[:3] and all(r["text"] for r in found)
     code, out, err = run_cli(capsys, "engine", "tokens", score_id, "-n", "2")
     assert code == 0 and "top 3:" in out
     code, out, err = run_cli(capsys, "engine", "review", score_id, "-n", "4")

@@ -287,3 +287,18 @@ def test_a_bad_name_writes_nothing(home, small, capsys):
         code, out, err = run_cli(capsys, "data", "import", small, "--name", name)
         assert code == 2 and "name" in err, name
     assert not (home / "versions").exists() or not any((home / "versions").iterdir())
+
+
+def test_the_servers_own_telemetry_files_import(home, tmp_path):
+    from nanostack.serve.telemetry import Telemetry
+
+    writer = Telemetry(tmp_path / "served", flush_every=60)
+    prompts = [f"what is {NAMES[i]}?" for i in range(15)]
+    writer.rows = [(1.7e9 + i, f"cmpl-{i}", "runs/x", "/v1/completions", p, "ok", 4, 1, None if i == 3 else 0.5 + i,
+                    [] if i == 3 else [0.5 + i] * 4) for i, p in enumerate(prompts)]
+    writer.close()  # flushes one telemetry-*.parquet
+    v = de.open_engine().import_path(tmp_path / "served", name="served")
+    table = v.table()
+    assert sorted(table["text"]) == sorted(prompts) and v.kind == "prompts"
+    by_text = dict(zip(table["text"], table["prompt_nll_mean"]))
+    assert np.isnan(by_text[prompts[3]]) and by_text[prompts[5]] == 5.5

@@ -1,8 +1,8 @@
 """The data explorer's data: a run's examples sorted by the model's loss, when per-example scores exist.
 
 SEAM (data engine, issue 13): `find_example_scores(run)` is the one function that knows where a
-run's per-example scores live. The data engine stores them as Parquet (scores/<id>/example_loss.parquet
-with a manifest naming the run); until it lands, this looks for
+run's per-example scores live. The data engine stores them as Parquet (scores/<id>/example_loss-RANK.parquet,
+one file per scoring rank, with a manifest naming the run; a glob reads them as one table). It looks for
   - RUN_DIR/example_loss.parquet, then
   - $NANOSTACK_HOME (default ./.nanostack)/scores/*/manifest.json whose "run" is this run's folder.
 The page shows the explorer only when this finds a table. The reader takes the columns it knows
@@ -31,10 +31,11 @@ def find_example_scores(run):
             same = Path(str(meta.get("run", ""))).resolve() == run.path.resolve()
         except (OSError, ValueError):
             continue
-        table = manifest.parent / "example_loss.parquet"
-        if same and table.is_file():
-            found.append(table)
-    return max(found, key=lambda p: p.stat().st_mtime) if found else None
+        shards = sorted(manifest.parent.glob("example_loss*.parquet"))  # one per scoring rank
+        if same and shards:
+            table = shards[0] if len(shards) == 1 else str(manifest.parent / "example_loss*.parquet")
+            found.append((manifest.stat().st_mtime, str(table)))
+    return Path(max(found)[1]) if found else None
 
 
 def _columns(con, path) -> set:
