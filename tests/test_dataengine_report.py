@@ -58,6 +58,7 @@ def test_names_exact_copies_and_makemore_leaks(engine, tmp_path):
     assert "5,078 (15.9%)" in (v.path / "report.md").read_text()
 
 
+@pytest.mark.slow
 def test_paragraph_variants_and_leaks(engine, tmp_path):
     """T2: 300 case/whitespace variants are normalized duplicates (1.0/1.0), none called exact. T5: 100
     exact, 100 normalized and 50 near copies of test examples planted in train are leaks (recall 1.0, 1.0,
