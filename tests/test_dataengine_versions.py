@@ -275,6 +275,7 @@ def test_every_command_has_help(capsys):
     parser = build_parser()
     for command in ("data", "engine"):
         sub = parser._subparsers._group_actions[0].choices[command]
+        assert "ACTION" in sub.format_help()  # the listing formats every action's help line
         actions = sub._subparsers._group_actions[0].choices
         assert len(actions) >= 9
         for name, action_parser in actions.items():

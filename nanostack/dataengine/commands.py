@@ -156,7 +156,7 @@ def add_engine_commands(sub, parser_class) -> None:
     p.add_argument("score", metavar="S", help="a score id (or a scored run folder)")
     p.add_argument("-n", type=int, default=200, help="how many (default: 200)")
     p.add_argument("--split", default="train", help="train or test (default: train)")
-    p = es.add_parser("compare", help="run B against run A on the pinned test set, with a 95% interval",
+    p = es.add_parser("compare", help="run B against run A on the pinned test set, with a 95%% interval",
                       description="Score both runs on the same test examples and report the paired change in NLL "
                                   "(B - A, per token) with a bootstrap 95% interval, and the largest regressions.")
     p.add_argument("run_a", metavar="RUN_A")
