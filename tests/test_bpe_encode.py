@@ -7,7 +7,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from tiktoken.load import load_tiktoken_bpe
 
-from conftest import shared_file
+from testkit import shared_file
 from nanostack.errors import UserError
 from nanostack.tokenizer import BPETokenizer
 from nanostack.tokenizer import bpe as bpe_module

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import rustbpe
 
-from conftest import shared_file
+from testkit import shared_file
 from nanostack.tokenizer import BPETokenizer
 from nanostack.tokenizer import bpe_train
 from nanostack.tokenizer.bpe_encode import ChunkEncoder

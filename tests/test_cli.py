@@ -2,8 +2,8 @@ import shutil
 
 import pytest
 
-from conftest import TINY, flags, run_nanostack
-from conftest import run_cli as cli
+from testkit import TINY, flags, run_nanostack
+from testkit import run_cli as cli
 from nanostack.cli import main
 from nanostack.run.config import FIELDS
 

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import shared_file
+from testkit import shared_file
 from nanostack.data import get_batch, load_corpus, prepare_shards
 from nanostack.data.shards import split_corpus
 from nanostack.errors import UserError

@@ -5,7 +5,7 @@ import random
 import numpy as np
 import pytest
 
-from conftest import shared_file
+from testkit import shared_file
 from dataengine_helpers import brute_force_pairs, char_shingles, shakespeare_paragraphs, substitute_words
 from nanostack.dataengine import minhash_reference as reference
 from nanostack.dataengine.edits import edit1_pairs

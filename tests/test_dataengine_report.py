@@ -8,7 +8,7 @@ from collections import Counter
 import numpy as np
 import pytest
 
-from conftest import shared_file
+from testkit import shared_file
 from dataengine_helpers import (case_space_variant, char_shingles, plain_normalize, substitute_words,
                                 write_lines)
 

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import TINY, run_cli, shared_file
+from testkit import TINY, run_cli, shared_file
 from dataengine_helpers import random_strings, write_lines
 
 pytest.importorskip("duckdb")

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import TINY, flags, run_cli, shared_file
+from testkit import TINY, flags, run_cli, shared_file
 from dataengine_helpers import write_lines, write_telemetry
 from nanostack.data import open_dataset, read_examples
 from nanostack.data.examples import example_id

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import TINY, run_cli, shared_file
+from testkit import TINY, run_cli, shared_file
 from nanostack.data import example_id, open_dataset
 from nanostack.data.examples import segment
 from nanostack.errors import UserError

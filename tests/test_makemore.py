@@ -5,7 +5,7 @@ from collections import Counter
 import pytest
 import torch
 
-from conftest import run_cli, shared_file
+from testkit import run_cli, shared_file
 from nanostack.data import read_examples
 from nanostack.data.examples import encode_examples
 from nanostack.models import KINDS, BigramCounts, ModelConfig, build

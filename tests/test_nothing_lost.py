@@ -6,7 +6,7 @@ import stat
 
 import pytest
 
-from conftest import TINY, run_cli
+from testkit import TINY, run_cli
 from nanostack.errors import UserError
 from nanostack.run import open_run
 from nanostack.train import train

@@ -3,7 +3,7 @@ import json
 
 import pytest
 
-from conftest import TINY, run_cli, run_nanostack, shared_file
+from testkit import TINY, run_cli, run_nanostack, shared_file
 from nanostack.sample import load_run
 from nanostack.tokenizer import BPETokenizer, load_tokenizer
 from nanostack.tokenizer.inspect import show_html, show_terminal, token_stats

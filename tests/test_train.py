@@ -8,7 +8,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from conftest import TINY, flags, nanostack_cmd, run_nanostack
+from testkit import TINY, flags, nanostack_cmd, run_nanostack
 from nanostack.errors import UserError
 from nanostack.train import train
 

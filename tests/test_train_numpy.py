@@ -7,7 +7,7 @@ import pytest
 import torch
 from safetensors.numpy import load_file as load_numpy
 
-from conftest import TINY, run_cli, run_nanostack
+from testkit import TINY, run_cli, run_nanostack
 from nanostack.errors import UserError
 from nanostack.grad import optim
 from nanostack.models.engines import TorchFacade
