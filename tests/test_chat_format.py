@@ -99,3 +99,28 @@ def test_file_errors_name_the_line(tmp_path):
     path.write_text(good + "\n\n" + good + "\n{broken\n", encoding="utf-8")
     with pytest.raises(UserError, match="line 4 is not JSON"):
         read_conversation_lines(path)
+
+
+def test_the_template_the_server_calls():
+    from nanostack.chat.template import has_chat_template, render_for_reply, reply_message, stop_token_id
+
+    tok = char_tokenizer()
+    messages = [{"role": "system", "content": [{"type": "text", "text": "Be brief."}]},
+                {"role": "user", "content": "2*3?"}]
+    ids = render_for_reply(tok, messages)
+    assert has_chat_template(tok) and ids[-1] == tok.special_tokens[ASSISTANT_START]
+    assert tok.decode(ids) == "<|bos|><|user_start|>Be brief.\n\n2*3?<|user_end|><|assistant_start|>"
+    assert stop_token_id(tok) == tok.special_tokens[ASSISTANT_END]
+    reply = [tok.special_tokens[TOOL_START], *tok.encode_ordinary("calculator(2*3)"), tok.special_tokens[TOOL_END],
+             tok.special_tokens[OUTPUT_START], *tok.encode_ordinary("6"), tok.special_tokens[OUTPUT_END],
+             *tok.encode_ordinary("6.")]
+    assert reply_message(tok, reply) == CONVERSATION[2]
+    assert reply_message(tok, tok.encode_ordinary("bye")) == {"role": "assistant", "content": "bye"}
+    with pytest.raises(UserError, match="roles out of order"):
+        render_for_reply(tok, [{"role": "assistant", "content": "hi"}])
+    with pytest.raises(UserError, match="the last message must be the user's"):
+        render_for_reply(tok, CONVERSATION[1:3])
+    plain = CharTokenizer.from_text("abc")
+    assert not has_chat_template(plain)
+    with pytest.raises(UserError, match="no chat template"):
+        render_for_reply(plain, [{"role": "user", "content": "abc"}])

@@ -157,3 +157,15 @@ def test_init_extends_a_base_runs_tokenizer_and_embedding(corpus, tmp_path, chat
     after = tuned_run.load_model("latest").transformer.wte.weight  # learning rate 0: the starting weights
     assert torch.equal(after[:old.vocab_size], before)
     assert torch.allclose(after[old.vocab_size:], before.mean(0).expand(len(CHAT_TOKENS), -1), atol=1e-6)
+
+
+def test_a_resumed_chat_run_ends_with_the_same_weights(chat_file, tmp_path):
+    settings = {**TINY, "block_size": 0, "max_iters": 6, "eval_interval": 3, "ckpt_interval": 3, "dropout": 0.1}
+    straight, halted = tmp_path / "straight", tmp_path / "halted"
+    assert main(["train", "--out", str(straight), "--data", str(chat_file), "--examples", "chat", *flags(settings)]) == 0
+    assert main(["train", "--out", str(halted), "--data", str(chat_file), "--examples", "chat",
+                 *flags({**settings, "max_iters": 3})]) == 0
+    assert main(["train", "--out", str(halted), "--resume", "--max-iters", "6"]) == 0
+    a = load_file(str(straight / "latest" / "model.safetensors"))
+    b = load_file(str(halted / "latest" / "model.safetensors"))
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)

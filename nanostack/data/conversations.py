@@ -3,8 +3,8 @@
 A JSONL file of conversations (chat_format.py) is rendered to token ids with a loss mask, and only
 what the assistant writes is learned: the target of every other position is -1, which every model's
 loss ignores. Training rows are block_size + 1 tokens long. Conversations are packed into them whole
-(best fit in a seeded random order: each goes into the fullest row that still has room for it, or
-starts one), so a conversation that fits
+(each row starts with the next conversation in a seeded random order, and its room is filled best fit
+from the next few waiting), so a conversation that fits
 in a row is never cut; a longer one is cut into pieces of a row each (one token overlapping, so every
 token is a target once), and the count is said. Pieces with nothing to learn are not trained on.
 Padding reads <|bos|> and has target -1.
@@ -13,7 +13,6 @@ The exact pass (examples, batches) gives each conversation (or piece) a row of i
 its Example: the text is the rendered conversation, the offset its line's character offset in the file.
 The split is by seed, as for lines: 1000 test conversations, or 10% when there are fewer.
 """
-import bisect
 import hashlib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -150,21 +149,31 @@ class Conversations(Dataset):
                              "boundary": BOS}}
 
 
-def pack(lengths, capacity: int, order=None) -> list:
-    """Best-fit packing: lists of indices into lengths (each <= capacity), one list per row. In `order`
-    (default: as given), each goes into the row with the least room that still holds it, or starts a new
-    row. Not longest first: that would put every short conversation behind a long one, never at position
-    0, where a reply to a new conversation starts."""
-    rows, free = [], []  # free: sorted (room left, row number)
-    for i in (range(len(lengths)) if order is None else order):
-        k = bisect.bisect_left(free, (lengths[i], -1))
-        if k == len(free):
-            rows.append([i])
-            bisect.insort(free, (capacity - lengths[i], len(rows) - 1))
-            continue
-        room, row = free.pop(k)
-        rows[row].append(i)
-        bisect.insort(free, (room - lengths[i], row))
+def pack(lengths, capacity: int, order=None, lookahead: int = 64) -> list:
+    """Pack items of the given lengths (each <= capacity) into rows: lists of indices, one per row.
+
+    Each row starts with the next item in `order` (default: as given), and its room is then filled best
+    fit: again and again the longest of the next `lookahead` waiting items that still fits. Starting
+    rows in order (not longest first) matters: a reply to a new conversation is generated from position
+    0, so every kind of conversation, short ones too, must often be trained at position 0."""
+    waiting = list(range(len(lengths)) if order is None else order)
+    waiting.reverse()  # pop() takes the next in order
+    buffer, rows = [], []
+    while waiting or buffer:
+        while waiting and len(buffer) < lookahead:
+            buffer.append(waiting.pop())
+        row = [buffer.pop(0)]
+        room = capacity - lengths[row[0]]
+        while True:
+            fits = [k for k, i in enumerate(buffer) if lengths[i] <= room]
+            if not fits:
+                break
+            k = max(fits, key=lambda k: (lengths[buffer[k]], -k))
+            room -= lengths[buffer[k]]
+            row.append(buffer.pop(k))
+            if len(buffer) < lookahead and waiting:
+                buffer.append(waiting.pop())
+        rows.append(row)
     return rows
 
 
