@@ -4,15 +4,18 @@ Writes the arithmetic task's training conversations, trains the chat_arithmetic 
 scores the run on the shipped held-out task (500 problems) twice: with the calculator, and with tools
 disabled (the same model must then write the calculator's output itself). One JSON line per step:
 
-    python bench/chat_arithmetic.py [--count 20000] [--max-iters N] [--limit 500] [--burst 0]
+    python bench/chat_arithmetic.py [--count 60000] [--max-iters N] [--limit 500] [--burst 0]
 
 --burst N only times N training steps (after 5 warm-up steps) and prints steps/s: a short measurement
 to repeat on a shared machine. The 10-minute target is for two quiet CPU cores.
 """
 import argparse
 import json
+import os
 import tempfile
 import time
+
+import torch
 
 from nanostack.chat.evals import evaluate_task
 from nanostack.chat.task_files import write_task
@@ -24,7 +27,7 @@ PRESET = "chat_arithmetic"
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--count", type=int, default=20000, help="training conversations (default: 20000)")
+    parser.add_argument("--count", type=int, default=60000, help="training conversations (default: 60000)")
     parser.add_argument("--max-iters", type=int, default=None, help="override the preset's steps")
     parser.add_argument("--limit", type=int, default=500, help="held-out problems to score (default: all 500)")
     parser.add_argument("--burst", type=int, default=0, help="only time this many steps")
@@ -45,7 +48,8 @@ def main():
         print(json.dumps({"case": "train", "preset": PRESET, "conversations": args.count, "steps": summary["step"],
                           "ms_per_step_median": round(summary["ms_per_step_median"], 1),
                           "train_s": round(summary["elapsed_s"], 1), "wall_s": round(time.time() - t0, 1),
-                          "val_loss": round(summary["val_loss"], 5)}), flush=True)
+                          "val_loss": round(summary["val_loss"], 5), "torch_threads": torch.get_num_threads(),
+                          "load_average_1min": os.getloadavg()[0]}), flush=True)
         for tools in ("calculator", "none"):
             r = evaluate_task(out, "arithmetic", which="latest", tools=parse_tools_option(tools), limit=args.limit)
             print(json.dumps({"case": "eval", "task": "arithmetic", "tools": tools, "items": r["items"],

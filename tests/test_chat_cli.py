@@ -122,3 +122,24 @@ def test_chat_refuses_a_run_without_a_chat_template(capsys, tmp_path, corpus):
     assert main(["train", "--out", str(base), "--data", str(corpus), *flags({**TINY, "max_iters": 10})]) == 0
     code, _, err = cli(capsys, "chat", base)
     one_line_error(code, err, "has no chat template")
+
+
+def test_a_base_run_is_scored_on_multiple_choice_by_continuation_loss(capsys, tmp_path, corpus):
+    import string  # noqa: PLC0415
+
+    source = tmp_path / "code.txt"
+    source.write_text(string.printable * 40, encoding="utf-8")  # every ASCII character the task can hold
+    base = tmp_path / "base"
+    assert main(["train", "--out", str(base), "--data", str(source), *flags({**TINY, "max_iters": 5})]) == 0
+    code, out, err = cli(capsys, "eval", base, "--task", "code_lines", "--limit", 12)
+    assert code == 0, err
+    assert "over 12 multiple-choice item(s)" in out and "form: loss" in out and "centred on chance (0.2500)" in out
+    task = tmp_path / "prompts.jsonl"
+    task.write_text('{"prompt": "abc", "answer": "d"}\n{"prompt": "xyz", "answer": ["w", "W"]}\n', encoding="utf-8")
+    code, out, err = cli(capsys, "eval", base, "--task", task, "--samples", 3, "--max-new-tokens", 8)
+    assert code == 0, err
+    assert "over 2 generative item(s)" in out and "pass@1" in out and "pass@3" in out and "tools: none" in out
+    narrow = tmp_path / "narrow"
+    assert main(["train", "--out", str(narrow), "--data", str(corpus), *flags({**TINY, "max_iters": 5})]) == 0
+    code, _, err = cli(capsys, "eval", narrow, "--task", "code_lines", "--limit", 5)
+    one_line_error(code, err, "no item of task code_lines can be encoded")

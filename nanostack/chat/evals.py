@@ -60,10 +60,14 @@ def evaluate_model(model, tokenizer, task, tools: dict, samples=1, temperature=0
     """{"task", "kind", "items", "accuracy", "interval", "chance", "centred", "centred_interval", ...}."""
     t0 = time.perf_counter()
     model.eval()
+    items = [item for item in task.items if encodable(tokenizer, item)]
+    if not items:
+        raise UserError(f"no item of task {task.name} can be encoded by this run's tokenizer (characters it lacks)",
+                        "evaluate a run whose tokenizer covers the task's text (a BPE run covers any text)")
     if task.kind == "choice":
         form = _choice_form(tokenizer, mc_form)
-        scores, chance = choice_scores(model, tokenizer, task.items, form, progress), \
-            sum(1 / len(i.choices) for i in task.items) / len(task.items)
+        scores, chance = choice_scores(model, tokenizer, items, form, progress), \
+            sum(1 / len(i.choices) for i in items) / len(items)
         extra = {"form": form}
         per_item = [float(s) for s in scores]
     else:
@@ -72,18 +76,31 @@ def evaluate_model(model, tokenizer, task, tools: dict, samples=1, temperature=0
         if samples > 1 and temperature == 0:
             raise UserError("several samples per item need sampling", "give --temperature above 0 with --samples")
         check_sampling(temperature, top_k, top_p)
-        correct = generative_correct(model, tokenizer, task.items, tools, samples, temperature, top_k, top_p, seed,
+        correct = generative_correct(model, tokenizer, items, tools, samples, temperature, top_k, top_p, seed,
                                      max_new_tokens, progress)
         per_item = [pass_at_k(samples, c, 1) for c in correct]
         chance = 0.0
         ks = sorted({1, samples})
-        extra = {"samples": samples, "tools": sorted(tools),
+        extra = {"samples": samples, "tools": sorted(tools) if has_chat_template(tokenizer) else [],
                  "pass_at_k": {str(k): sum(pass_at_k(samples, c, k) for c in correct) / len(correct) for k in ks}}
     accuracy, low, high = mean_interval(per_item)
-    return {"task": task.name, "kind": task.kind, "items": len(task.items), "accuracy": accuracy,
+    return {"task": task.name, "kind": task.kind, "items": len(items), "skipped": len(task.items) - len(items),
+            "accuracy": accuracy,
             "interval": [low, high], "chance": chance, "centred": centred(accuracy, chance),
             "centred_interval": [centred(low, chance), centred(high, chance)], **extra,
             "seconds": time.perf_counter() - t0}
+
+
+def encodable(tokenizer, item) -> bool:
+    """Whether the tokenizer can encode every text of the item (a char tokenizer lacks unseen characters)."""
+    texts = [item.prompt, item.question, *item.choices] + [m.content for m in item.messages if m.role != "assistant"] \
+        + [p.text for m in item.messages if m.role == "assistant" for p in m.content]
+    try:
+        for text in texts:
+            tokenizer.encode_ordinary(text)
+    except UserError:
+        return False
+    return True
 
 
 def _choice_form(tokenizer, mc_form: str) -> str:
@@ -106,6 +123,8 @@ def generative_correct(model, tokenizer, items, tools, samples, temperature, top
         raise UserError("this task's items are conversations, and the run's tokenizer has no chat template",
                         "evaluate a chat run (trained with --examples chat), or give prompt items")
     generator = torch.Generator().manual_seed(seed)
+    newline_ids = () if chat else [i for i in range(tokenizer.ordinary_vocab_size)
+                                   if b"\n" in tokenizer.decode_bytes([i])]  # a base run's answer ends its line
     out = []
     for n, item in enumerate(items):
         if chat:
@@ -116,7 +135,8 @@ def generative_correct(model, tokenizer, items, tools, samples, temperature, top
         else:
             prompt = tokenizer.encode_ordinary(item.prompt)
             rows = reply_tokens(model, prompt, tokenizer, {}, max_new_tokens, num_samples=samples,
-                                temperature=temperature, top_k=top_k, top_p=top_p, generator=generator)
+                                temperature=temperature, top_k=top_k, top_p=top_p, generator=generator,
+                                stop_ids=newline_ids)
             predictions = [tokenizer.decode([t.id for t in row]).split("\n")[0] for row in rows]
         out.append(sum(is_right(p, item.answers) for p in predictions))
         if progress:
@@ -206,5 +226,7 @@ def format_task_result(r: dict) -> str:
     else:
         passes = ", ".join(f"pass@{k} {v:.4f}" for k, v in r["pass_at_k"].items())
         lines.append(f"{passes}; {r['samples']} sample(s) per item; tools: {', '.join(r['tools']) or 'none'}")
+    if r.get("skipped"):
+        lines.append(f"{r['skipped']} item(s) skipped: they hold characters this run's tokenizer lacks")
     lines.append(f"{r['seconds']:.1f}s")
     return "\n".join(lines)

@@ -3,8 +3,8 @@
 A JSONL file of conversations (chat_format.py) is rendered to token ids with a loss mask, and only
 what the assistant writes is learned: the target of every other position is -1, which every model's
 loss ignores. Training rows are block_size + 1 tokens long. Conversations are packed into them whole
-(each row starts with the next conversation in a seeded random order, and its room is filled best fit
-from the next few waiting), so a conversation that fits
+(each row starts with the next conversation in a seeded random order, its room is filled best fit from
+the next few waiting, and then its conversations are put in a random order), so a conversation that fits
 in a row is never cut; a longer one is cut into pieces of a row each (one token overlapping, so every
 token is a target once), and the count is said. Pieces with nothing to learn are not trained on.
 Padding reads <|bos|> and has target -1.
@@ -14,6 +14,7 @@ its Example: the text is the rendered conversation, the offset its line's charac
 The split is by seed, as for lines: 1000 test conversations, or 10% when there are fewer.
 """
 import hashlib
+import random
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -109,7 +110,7 @@ class Conversations(Dataset):
         if split not in self._rows:
             units = [u for u in self.units(split, block_size) if any(u.mask[1:])]  # something to learn
             order = torch.randperm(len(units), generator=torch.Generator().manual_seed(self.seed)).tolist()
-            packing = pack([len(u.ids) for u in units], block_size + 1, order)
+            packing = pack([len(u.ids) for u in units], block_size + 1, order, seed=self.seed)
             self._rows[split] = encode_rows(packing, units, block_size, self.tokenizer.special_tokens[BOS])
         return self._rows[split]
 
@@ -149,13 +150,15 @@ class Conversations(Dataset):
                              "boundary": BOS}}
 
 
-def pack(lengths, capacity: int, order=None, lookahead: int = 64) -> list:
+def pack(lengths, capacity: int, order=None, lookahead: int = 64, seed=None) -> list:
     """Pack items of the given lengths (each <= capacity) into rows: lists of indices, one per row.
 
     Each row starts with the next item in `order` (default: as given), and its room is then filled best
-    fit: again and again the longest of the next `lookahead` waiting items that still fits. Starting
-    rows in order (not longest first) matters: a reply to a new conversation is generated from position
-    0, so every kind of conversation, short ones too, must often be trained at position 0."""
+    fit: again and again the longest of the next `lookahead` waiting items that still fits. With a seed,
+    the items of each row are then put in a random order. Both matter for a model with learned positions:
+    a reply to a new conversation is generated from position 0, so every kind of conversation must often
+    be trained there. Longest-first packing put the short ones always behind a long one, and the short
+    ones are what best fit picks to fill a row; a model trained so failed the short problems it was asked."""
     waiting = list(range(len(lengths)) if order is None else order)
     waiting.reverse()  # pop() takes the next in order
     buffer, rows = [], []
@@ -174,6 +177,10 @@ def pack(lengths, capacity: int, order=None, lookahead: int = 64) -> list:
             if len(buffer) < lookahead and waiting:
                 buffer.append(waiting.pop())
         rows.append(row)
+    if seed is not None:
+        rng = random.Random(seed)
+        for row in rows:
+            rng.shuffle(row)
     return rows
 
 
