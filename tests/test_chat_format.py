@@ -124,3 +124,13 @@ def test_the_template_the_server_calls():
     assert not has_chat_template(plain)
     with pytest.raises(UserError, match="no chat template"):
         render_for_reply(plain, [{"role": "user", "content": "abc"}])
+
+
+def test_the_server_renders_a_chat_runs_messages_with_the_chat_template():
+    from nanostack.serve.chat_template import chat_prompt, chat_template_name
+
+    tok = char_tokenizer()
+    ids, stops = chat_prompt(tok, [{"role": "developer", "content": "Be brief."}, {"role": "user", "content": "2*3?"}])
+    assert tok.decode(ids) == "<|bos|><|user_start|>Be brief.\n\n2*3?<|user_end|><|assistant_start|>"
+    assert stops == ["<|assistant_end|>", "<|bos|>"] and chat_template_name(tok) == "nanostack"
+    assert chat_template_name(CharTokenizer.from_text("abc")) == "plain"
