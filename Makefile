@@ -34,6 +34,7 @@ bench: $(BIN)/nanostack
 	$(BIN)/python bench/grad_step.py
 	$(TEST_DATA) $(BIN)/python bench/bpe.py
 	$(TEST_DATA) $(BIN)/python bench/serve_load.py
+	$(BIN)/python bench/chat_arithmetic.py
 
 clean:
 	rm -rf $(VENV) runs *.egg-info

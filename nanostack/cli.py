@@ -81,11 +81,13 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--per-example", metavar="PATH",
                    help="write every scored example's NLL to this TSV (split, id, source, offset, text), hardest first")
     e.add_argument("--device", default="auto", help="device to evaluate on: auto, cpu, cuda, cuda:N or mps")
+    add_task_eval_arguments(e)
     add_tokenizer_commands(sub)
     add_serve_command(sub)
     from nanostack.dataengine.commands import add_commands as add_data_engine_commands
 
     add_data_engine_commands(sub, Parser)  # `nanostack data ...` and `nanostack engine ...`
+    add_chat_commands(sub)
     return parser
 
 
@@ -145,6 +147,51 @@ def run_serve(args) -> None:
     serve_run(args.run_dir, settings)
 
 
+def add_task_eval_arguments(e) -> None:
+    e.add_argument("--task", help="score the run on a task instead of its loss: a shipped task (arithmetic, "
+                                  "code_lines) or a .jsonl task file (schema in the README's chat section)")
+    e.add_argument("--tools", default=None, help="task: tools a chat model may call, comma-separated, or none "
+                                                 "(default: calculator)")
+    e.add_argument("--samples", type=int, default=1, help="task: answers sampled per generative item; pass@k is "
+                                                          "reported for k = 1 and this (default: 1, greedy)")
+    e.add_argument("--temperature", type=float, default=None,
+                   help="task: sampling temperature (default: 0, greedy, for one sample; 0.8 for several)")
+    e.add_argument("--top-k", type=int, default=None, help="task: sample only from the k most likely tokens")
+    e.add_argument("--limit", type=int, default=None, help="task: score only its first N items")
+    e.add_argument("--mc-form", default="auto", choices=("auto", "loss", "letter"),
+                   help="task: multiple choice by the lowest mean continuation loss, or by the letter a chat model "
+                        "answers (default: auto, letter for chat runs)")
+    e.add_argument("--max-new-tokens", type=int, default=256, help="task: the longest answer (default: 256)")
+    e.add_argument("--seed", type=int, default=1337, help="task: random seed for sampling (default: 1337)")
+
+
+def add_chat_commands(sub) -> None:
+    c = sub.add_parser("chat", help="talk to a chat run in the terminal",
+                       description="An interactive chat with a run trained on conversations (--examples chat): "
+                                   "replies stream as they are written, tool calls and their outputs are shown. "
+                                   "/reset forgets the history, /quit or Ctrl-D ends.")
+    c.add_argument("run_dir", metavar="RUN_DIR", help="the --out folder of a chat run")
+    c.add_argument("--tools", default=None, help="tools the model may call, comma-separated, or none "
+                                                 "(default: calculator)")
+    c.add_argument("--system", default="", help="a system message that starts the conversation")
+    c.add_argument("--max-new-tokens", type=int, default=256, help="the longest reply in tokens (default: 256)")
+    c.add_argument("--temperature", type=float, default=0.8, help="0 is greedy (default: 0.8)")
+    c.add_argument("--top-k", type=int, default=None, help="sample only from the k most likely tokens")
+    c.add_argument("--top-p", type=float, default=None, help="sample from the smallest set of tokens holding p")
+    c.add_argument("--seed", type=int, default=1337, help="random seed for sampling (default: 1337)")
+    c.add_argument("--checkpoint", choices=("best", "latest"), default="best", help="which checkpoint (default: best)")
+    c.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps (default: auto)")
+    w = sub.add_parser("task", help="write a task's items, or training conversations, as JSONL",
+                       description="Write the arithmetic word problems (conversations with calculator calls; "
+                                   "--split train to fine-tune on, test to evaluate) or the code_lines multiple-choice "
+                                   "task as a JSONL file.")
+    w.add_argument("name", metavar="NAME", help="arithmetic or code_lines")
+    w.add_argument("--out", required=True, help="the .jsonl file to write")
+    w.add_argument("--split", default="test", help="train or test (default: test)")
+    w.add_argument("--count", type=int, default=500, help="how many items (default: 500)")
+    w.add_argument("--force", action="store_true", help="replace --out if it exists")
+
+
 def add_tokenizer_commands(sub) -> None:
     k = sub.add_parser("tokenizer", help="train, inspect and use BPE tokenizers",
                        description="Train a byte-level BPE tokenizer, encode and decode with one, measure it on a "
@@ -171,6 +218,10 @@ def add_tokenizer_commands(sub) -> None:
     ks.choices["encode"].add_argument("--allowed-special", default="none_raise", choices=("none_raise", "none", "all"),
                                       help="special-token text: refuse it, encode it as text, or as special tokens")
     ks.choices["show"].add_argument("--html", metavar="PATH", help="also write the coloured text as a web page")
+    ks.choices["show"].add_argument("--chat", metavar="FILE",
+                                    help="show conversations of a .jsonl file as rendered for training: trained "
+                                         "tokens in green, read-only ones in grey")
+    ks.choices["show"].add_argument("--first", type=int, default=3, help="--chat: how many conversations (default: 3)")
     ks.choices["show"].add_argument("--color", choices=("auto", "always", "never"), default="auto",
                                     help="colour the tokens: on a terminal (auto), always, or never "
                                          "(tokens in [brackets]) (default: auto)")
@@ -197,6 +248,12 @@ def run_tokenizer(args) -> None:
 
         text = "".join(text for _, text in load_corpus(args.data).documents)
         print(commands.stats(args.tokenizer, text, args.top))
+    elif args.action == "show" and args.chat:
+        from nanostack.chat.show import show_conversations
+        from nanostack.tokenizer import open_tokenizer
+
+        colour = args.color == "always" or args.color == "auto" and sys.stdout.isatty()
+        sys.stdout.write(show_conversations(open_tokenizer(args.tokenizer), args.chat, colour, args.first))
     else:
         text = commands.read_input(args.text, args.file)
         if args.action == "encode":
@@ -251,6 +308,10 @@ def run(argv) -> int:
                    warn=lambda message: print(message, file=sys.stderr))
     elif args.command == "serve":
         run_serve(args)
+    elif args.command == "eval" and args.task:
+        run_task_eval(args)
+    elif args.command in ("chat", "task"):
+        run_chat_command(args)
     elif args.command == "eval":
         from nanostack.evaluate import evaluate_run, parse_splits
         from nanostack.models.engines import resolve_device
@@ -259,6 +320,35 @@ def run(argv) -> int:
         result = evaluate_run(args.run_dir, args.checkpoint, args.per_example, splits, resolve_device(args.device))
         print(format_eval(result))
     return 0
+
+
+def run_task_eval(args) -> None:
+    from nanostack.chat.evals import evaluate_task, format_task_result
+    from nanostack.chat.tools import parse_tools_option
+    from nanostack.models.engines import resolve_device
+
+    temperature = args.temperature if args.temperature is not None else (0.8 if args.samples > 1 else 0.0)
+    result = evaluate_task(args.run_dir, args.task, args.checkpoint, resolve_device(args.device),
+                           parse_tools_option(args.tools), args.samples, temperature, args.top_k, None, args.limit,
+                           args.mc_form, args.seed, args.max_new_tokens)
+    print(format_task_result(result))
+
+
+def run_chat_command(args) -> None:
+    if args.command == "task":
+        from nanostack.chat.task_files import write_task
+
+        n = write_task(args.name, args.out, args.split, args.count, args.force)
+        print(f"wrote {n} {args.name} item(s) to {args.out}")
+        return
+    from nanostack.chat.terminal import chat
+    from nanostack.chat.tools import parse_tools_option
+    from nanostack.models.engines import resolve_device
+
+    if args.max_new_tokens < 1:
+        raise UserError("--max-new-tokens must be at least 1", "give the longest reply in tokens")
+    chat(args.run_dir, args.checkpoint, resolve_device(args.device), parse_tools_option(args.tools), args.system,
+         args.max_new_tokens, args.temperature, args.top_k, args.top_p, args.seed)
 
 
 def format_eval(result: dict) -> str:

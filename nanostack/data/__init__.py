@@ -1,11 +1,12 @@
-"""Data: built-in corpora and user text -> a Dataset (token shards, or one example per line or
-paragraph) -> random batches and exact passes. See dataset.py for the interface.
+"""Data: built-in corpora and user text -> a Dataset (token shards, one example per line or
+paragraph, or conversations with a loss mask) -> random batches and exact passes. See dataset.py for
+the interface.
 
 Names are imported when first used, so reading a corpus or a setting does not load torch.
 """
 from importlib import import_module
 
-_WHERE = {"Dataset": "dataset", "Example": "dataset", "example_id": "dataset", "Examples": "examples",
+_WHERE = {"Conversations": "conversations", "read_conversations": "conversations", "Dataset": "dataset", "Example": "dataset", "example_id": "dataset", "Examples": "examples",
           "read_examples": "examples", "get_batch": "loader", "Shards": "shards", "prepare_shards": "shards",
           "BUILTINS": "sources", "Corpus": "sources", "load_corpus": "sources",
           "LINE_DATA": "open", "EXAMPLE_KINDS": "open", "data_kind": "open", "open_dataset": "open"}

@@ -1,4 +1,5 @@
 """open_dataset: the Dataset a `--data` / `--examples` setting names, tokenized as asked."""
+from nanostack.data.conversations import read_conversations
 from nanostack.data.dataset import Dataset
 from nanostack.data.examples import read_examples
 from nanostack.data.shards import prepare_shards
@@ -6,11 +7,11 @@ from nanostack.data.versions import is_version_ref, open_version
 from nanostack.errors import UserError
 
 LINE_DATA = ("names",)  # built-in corpora that are one example per line
-EXAMPLE_KINDS = ("stream", "lines", "paragraphs")
+EXAMPLE_KINDS = ("stream", "lines", "paragraphs", "chat")
 
 
 def data_kind(data: str, examples: str) -> str:
-    """stream, lines or paragraphs: what `--examples auto` means for this data."""
+    """stream, lines, paragraphs or chat: what `--examples auto` means for this data."""
     if examples == "auto":
         return "lines" if data in LINE_DATA else "stream"
     if examples not in EXAMPLE_KINDS:
@@ -29,7 +30,10 @@ def open_dataset(data: str, tokenizer="char", examples: str = "auto", seed: int 
     kind = data_kind(data, examples)
     if kind == "stream":
         return prepare_shards(data, tokenizer, log=log, expect_hash=expect_hash, reuse=reuse)
-    dataset = read_examples(data, seed, kind, tokenizer)
+    if kind == "chat":
+        dataset = read_conversations(data, seed, tokenizer)
+    else:
+        dataset = read_examples(data, seed, kind, tokenizer)
     if expect_hash is not None and dataset.data_hash != expect_hash:
         raise UserError(f"the data {data} has changed since this run started (its content hash differs)",
                         "use the data it trained on, or train a new run on the new data")

@@ -86,6 +86,11 @@ def load_weights(model, path) -> None:
     except (SafetensorError, OSError, ValueError) as e:
         raise UserError(f"checkpoint {path} is truncated or corrupt ({e})",
                         "restore it, or retrain; the other checkpoint of the run may still be good") from None
+    load_tensors(model, tensors, path)
+
+
+def load_tensors(model, tensors: dict, path) -> None:
+    """Load weights given as {name: torch tensor} (read from checkpoint `path`) into a model, checked."""
     expected = model.state_dict()
     for key, tensor in tensors.items():
         if key not in expected:

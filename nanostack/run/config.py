@@ -17,7 +17,7 @@ from nanostack.tokenizer import TokenizerSpec
 
 PRESETS_DIR = Path(__file__).resolve().parents[1] / "configs"
 BACKENDS = ("torch", "numpy")
-EXAMPLES_MODES = ("auto", "stream", "lines", "paragraphs")
+EXAMPLES_MODES = ("auto", "stream", "lines", "paragraphs", "chat")
 
 
 def _f(default, help):
@@ -32,8 +32,11 @@ class TrainConfig:
     tokenizer: str = _f("char", "tokenizer: char (one token per character of the data), bpe:VOCAB_SIZE (byte-level "
                                 "BPE trained on the train split), gpt2, or a tokenizer .json file")
     examples: str = _f("auto", "stream (one long text, random windows), lines (one example per line, for "
-                               "makemore-style models), paragraphs (examples separated by blank lines), or auto: "
+                               "makemore-style models), paragraphs (examples separated by blank lines), chat (a .jsonl "
+                               "file of conversations; only the assistant's tokens are learned), or auto: "
                                "lines for names, stream otherwise")
+    init: str = _f("", "fine-tune: start from this run folder's weights and tokenizer (the model's shape comes from "
+                       "it; with --examples chat its tokenizer gains the chat special tokens)")
     # model
     model: str = _f("transformer", "transformer (the GPT), bigram, bigram_counts, mlp, rnn, gru, lstm or wavenet")
     n_layer: int = _f(4, "number of transformer blocks")

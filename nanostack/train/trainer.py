@@ -21,6 +21,7 @@ from nanostack.run import RunFolder, TrainConfig
 from nanostack.run.config import make_config
 from nanostack.train.backends import Engine
 from nanostack.train.checkpoint import RandomStreams, restore_latest, save_best, save_latest
+from nanostack.train.init_from import load_base_weights, open_init_dataset, settle_init
 from nanostack.train.start import settle_config
 from nanostack.train.schedule import get_lr
 
@@ -45,6 +46,9 @@ def train(out, cfg_overrides=None, preset=None, resume=False, force=False, log=t
         cfg = settle_config(run, cfg_overrides or {}, preset, resume, force)
         if resume:  # the data it trained on, with its own tokenizer, so its token ids mean what they meant
             data = run.dataset(log)
+        elif cfg.init:  # fine-tuning: the base run's shape and tokenizer (with the chat tokens for chat data)
+            cfg, tokenizer = settle_init(cfg, cfg_overrides or {}, run.path)
+            data = open_init_dataset(cfg, tokenizer, log)
         else:
             data = open_dataset(cfg.data, cfg.tokenizer, cfg.examples, cfg.seed, log=log)
         if data.skipped:
@@ -67,6 +71,8 @@ def train(out, cfg_overrides=None, preset=None, resume=False, force=False, log=t
         elif resume:
             run.truncate_metrics(0)
             log(f"{run.path} stopped before its first checkpoint: starting it again from step 0")
+        if step == 0 and cfg.init:
+            load_base_weights(model, cfg, log)
         if step >= cfg.max_iters:
             log(f"{run.path} is already at step {step} of max_iters {cfg.max_iters}: nothing to train "
                 "(raise --max-iters to continue it)")
@@ -91,21 +97,25 @@ def train_loop(run, cfg, data, model, optimizer, engine, streams, step, best_val
             for group in optimizer.param_groups:
                 group["lr"] = lr
             # forward and backward, over gradient_accumulation_steps micro-batches
-            loss_sum = 0.0
+            loss_sum, learned = 0.0, 0
             for _ in range(cfg.gradient_accumulation_steps):
                 x, y = data.batch("train", cfg.batch_size, cfg.block_size, streams.data, engine.device)
+                if not bool((y >= 0).any()):  # no target to learn (all masked): skipped, so no NaN loss
+                    continue
                 with engine.autocast:
                     _, loss = train_model(x, y)
                 (loss / cfg.gradient_accumulation_steps).backward()
                 loss_sum += loss.item()
-            loss_value = loss_sum / cfg.gradient_accumulation_steps
-            logging = (step + 1) % cfg.log_interval == 0
+                learned += 1
+            loss_value = loss_sum / max(learned, 1)
+            logging = (step + 1) % cfg.log_interval == 0 and learned > 0
             grad_norm = None
-            if cfg.grad_clip > 0 or logging:  # clipping off: the norm is measured on logged steps only
+            if learned and (cfg.grad_clip > 0 or logging):  # clipping off: the norm is measured on logged steps only
                 grad_norm = engine.clip_grad_norm(model, cfg.grad_clip if cfg.grad_clip > 0 else math.inf)
             if not (math.isfinite(loss_value) and (grad_norm is None or math.isfinite(grad_norm))):
                 raise diverged(run, loss_value, grad_norm, step + 1)
-            optimizer.step()
+            if learned:  # a step without a target moves no weight
+                optimizer.step()
             optimizer.zero_grad(set_to_none=True)
             step += 1
             dt = time.perf_counter() - t0
@@ -146,13 +156,15 @@ def estimate_loss(model, data, cfg, engine) -> dict:
     model.eval()
     out = {}
     for split in ("train", "val"):
-        losses = torch.zeros(cfg.eval_iters)
-        for i in range(cfg.eval_iters):
+        losses = []
+        for _ in range(cfg.eval_iters):
             x, y = data.batch(split, cfg.batch_size, cfg.block_size, generator, engine.device)
+            if not bool((y >= 0).any()):  # an all-masked batch has no loss to estimate
+                continue
             with engine.evaluating():
                 _, loss = model(x, y)
-            losses[i] = loss.item()
-        out[split] = losses.mean().item()
+            losses.append(loss.item())
+        out[split] = sum(losses) / len(losses) if losses else math.nan
     model.train()
     return out
 
