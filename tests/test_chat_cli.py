@@ -5,8 +5,8 @@ import json
 
 import pytest
 
-from conftest import TINY, flags
-from conftest import run_cli as cli
+from testkit import TINY, flags
+from testkit import run_cli as cli
 from nanostack.cli import main
 
 CHAT_TINY = {**TINY, "block_size": 0, "batch_size": 8, "max_iters": 20, "eval_interval": 20, "ckpt_interval": 20}

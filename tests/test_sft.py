@@ -10,7 +10,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from conftest import TINY, flags
+from testkit import TINY, flags
 from nanostack.cli import main
 from nanostack.data import open_dataset
 from nanostack.data.chat_format import CHAT_TOKENS, parse_messages, render
