@@ -17,7 +17,7 @@ class Parser(argparse.ArgumentParser):
 
 def build_parser() -> argparse.ArgumentParser:
     from nanostack.data.sources import BUILTINS
-    from nanostack.run.config import TrainConfig, preset_names
+    from nanostack.run.config import SWITCHED, TrainConfig, preset_names
 
     parser = Parser(prog="nanostack", description="Train small language models on your own text, from scratch.")
     parser.add_argument("--version", action="version", version=f"nanostack {__version__}")
@@ -43,7 +43,12 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--force", action="store_true", help="start over even if --out already holds a run")
     for f in fields(TrainConfig):
         flag = "--" + f.name.replace("_", "-")
-        if isinstance(f.default, bool):
+        if f.name in SWITCHED:  # auto, true or false; a bare --compile means true, --no-compile false
+            t.add_argument(flag, dest=f.name, nargs="?", const="true", metavar="auto|true|false",
+                           default=argparse.SUPPRESS, help=f"{f.metadata['help']} (default: {f.default})")
+            t.add_argument("--no-" + flag[2:], dest=f.name, action="store_const", const="false",
+                           default=argparse.SUPPRESS, help=f"the same as {flag} false")
+        elif isinstance(f.default, bool):
             t.add_argument(flag, dest=f.name, action=argparse.BooleanOptionalAction, default=argparse.SUPPRESS,
                            help=f"{f.metadata['help']} (default: {f.default})")
         else:
@@ -220,9 +225,12 @@ def run(argv) -> int:
     elif args.command == "train":
         from nanostack.run.config import FIELDS
         from nanostack.train import train
+        from nanostack.train.distributed import launched_rank
 
         overrides = {k: v for k, v in vars(args).items() if k in FIELDS}
         summary = train(args.out, overrides, args.config, resume=args.resume, force=args.force)
+        if launched_rank() != 0:  # under torchrun, rank 0 speaks for all
+            return 0
         best = f"; best val loss {summary['best_val_loss']:.4f}" if summary["best_val_loss"] is not None else ""
         val = f"; val loss {summary['val_loss']:.4f}" if summary["val_loss"] is not None else ""
         print(f"run at step {summary['step']}{val}{best}; {summary['elapsed_s']:.0f}s; "
@@ -270,11 +278,19 @@ def format_eval(result: dict) -> str:
     return "\n".join(lines)
 
 
+def follower() -> bool:
+    """A rank other than 0 of a torchrun launch."""
+    import os
+
+    return os.environ.get("RANK", "0") not in ("", "0")
+
+
 def main(argv=None) -> int:
     try:
         return run(sys.argv[1:] if argv is None else argv)
     except UserError as e:
-        print(f"error: {e}", file=sys.stderr)
+        if not (getattr(e, "everywhere", False) and follower()):  # every rank raised it: rank 0 says it
+            print(f"error: {e}", file=sys.stderr)
         return EXIT_USER_ERROR
     except Interrupted as e:
         print(f"\ninterrupted at step {e.step}; checkpoint saved. Continue with: "
