@@ -86,8 +86,12 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--per-example", metavar="PATH",
                    help="write every scored example's NLL to this TSV (split, id, source, offset, text), hardest first")
     e.add_argument("--device", default="auto", help="device to evaluate on: auto, cpu, cuda, cuda:N or mps")
+    e.add_argument("--data", default=None, metavar="DATA",
+                   help="score the run on this corpus, text file or folder instead of its own data (cut as its data "
+                        "was, with its tokenizer); an imported run has no data of its own and needs it")
     add_tokenizer_commands(sub)
     add_serve_command(sub)
+    add_interop_commands(sub)
     return parser
 
 
@@ -145,6 +149,32 @@ def run_serve(args) -> None:
         cors_origins=tuple(args.cors_origin), insecure_no_auth=args.insecure_no_auth, log_requests=args.log_requests,
         telemetry=args.telemetry)
     serve_run(args.run_dir, settings)
+
+
+def add_interop_commands(sub) -> None:
+    i = sub.add_parser("import", help="make a run folder of a Hugging Face GPT-2 or a nanoGPT checkpoint",
+                       description="Turn another project's GPT checkpoint into a run folder that samples, evaluates "
+                                   "(with --data), serves and fine-tunes (train --init-from RUN).")
+    formats = i.add_subparsers(dest="format", required=True, parser_class=Parser, metavar="FORMAT")
+    hf = formats.add_parser("hf", help="a Hugging Face GPT-2 folder (save_pretrained: config.json, safetensors)",
+                            description="Import a local Hugging Face GPT-2 checkpoint folder (nothing is downloaded).")
+    hf.add_argument("source", metavar="DIR", help="the folder save_pretrained wrote")
+    ng = formats.add_parser("nanogpt", help="a nanoGPT ckpt.pt (read with torch.load(weights_only=True))",
+                            description="Import the ckpt.pt that nanoGPT's train.py writes.")
+    ng.add_argument("source", metavar="CKPT", help="nanoGPT's ckpt.pt")
+    for p in (hf, ng):
+        p.add_argument("--out", required=True, help="the run folder to create")
+        p.add_argument("--tokenizer", default=None,
+                       help="what the model's token ids mean: gpt2, a tokenizer .json file, a run folder, or (nanoGPT) "
+                            "the meta.pkl of its data folder (default: gpt2 for GPT-2's vocabulary)")
+    x = sub.add_parser("export", help="write a run as a Hugging Face GPT-2 folder",
+                       description="Export a run's checkpoint as a folder GPT2LMHeadModel.from_pretrained loads.")
+    targets = x.add_subparsers(dest="format", required=True, parser_class=Parser, metavar="FORMAT")
+    xh = targets.add_parser("hf", help="a Hugging Face GPT-2 folder (config.json, model.safetensors)",
+                            description="Write the run's model as a Hugging Face GPT-2 folder.")
+    xh.add_argument("run_dir", metavar="RUN", help="the run folder")
+    xh.add_argument("--out", required=True, help="the folder to create")
+    xh.add_argument("--checkpoint", choices=("best", "latest"), default="best", help="which checkpoint (default: best)")
 
 
 def add_tokenizer_commands(sub) -> None:
@@ -257,8 +287,18 @@ def run(argv) -> int:
         from nanostack.models.engines import resolve_device
 
         splits = parse_splits(args.splits) if args.splits else None
-        result = evaluate_run(args.run_dir, args.checkpoint, args.per_example, splits, resolve_device(args.device))
+        result = evaluate_run(args.run_dir, args.checkpoint, args.per_example, splits, resolve_device(args.device),
+                              args.data)
         print(format_eval(result))
+    elif args.command == "import":
+        from nanostack.interop import hf, nanogpt
+
+        read = hf.import_hf if args.format == "hf" else nanogpt.import_nanogpt
+        read(args.source, args.out, args.tokenizer)
+    elif args.command == "export":
+        from nanostack.interop import hf
+
+        hf.export_hf(args.run_dir, args.out, args.checkpoint)
     return 0
 
 
