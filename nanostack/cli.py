@@ -333,8 +333,9 @@ def main(argv=None) -> int:
             print(f"error: {e}", file=sys.stderr)
         return EXIT_USER_ERROR
     except Interrupted as e:
-        print(f"\ninterrupted at step {e.step}; checkpoint saved. Continue with: "
-              f"nanostack train --out {e.run_dir} --resume", file=sys.stderr)
+        if not follower():
+            print(f"\ninterrupted at step {e.step}; checkpoint saved. Continue with: "
+                  f"nanostack train --out {e.run_dir} --resume", file=sys.stderr)
         return EXIT_INTERRUPTED
     except KeyboardInterrupt:
         print("\ninterrupted", file=sys.stderr)

@@ -85,6 +85,29 @@ def test_a_step_reads_the_host_once(corpus, tmp_path, monkeypatch):
     assert reads.count("item") == 2 * 2 + 2  # the one evaluation: 2 batches of each split, and each mean
 
 
+@pytest.mark.slow
+def test_the_chunked_loss_traces_as_one_graph_for_torch_compile():
+    """torch.compile (dynamo) takes the GPT's loss_only path, custom backward and all, under bf16
+    autocast, as one graph; compiled (aot_eager: no C compiler needed) it gives the same loss and gradients."""
+    import torch._dynamo as dynamo
+
+    torch.manual_seed(0)
+    model = build(ModelConfig(vocab_size=50, block_size=16, n_layer=1, n_head=2, n_embd=16))
+    x, y = torch.randint(50, (2, 16)), torch.randint(50, (2, 16))
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        explained = dynamo.explain(model)(x, y, loss_only=True)
+    assert explained.graph_count == 1 and explained.graph_break_count == 0
+    dynamo.reset()
+    _, loss = torch.compile(model, backend="aot_eager")(x, y, loss_only=True)
+    loss.backward()
+    grad = model.lm_head.weight.grad.clone()
+    model.zero_grad()
+    _, expected = model(x, y)
+    expected.backward()
+    assert abs(loss.item() - expected.item()) < 1e-6 and (grad - model.lm_head.weight.grad).abs().max() < 1e-6
+    dynamo.reset()
+
+
 def test_mfu_follows_the_spec():
     with torch.device("meta"):  # GPT-2 124M's shapes, no memory
         gpt2 = build(ModelConfig(vocab_size=50304, block_size=1024, n_layer=12, n_head=12, n_embd=768, bias=False))
