@@ -177,6 +177,24 @@ def test_an_imported_run_samples_evaluates_and_fine_tunes(imported, tmp_path, ca
     assert code == 2 and "was imported" in err and "--init-from" in err
 
 
+def test_an_imported_run_serves(imported):
+    pytest.importorskip("fastapi", reason="the serve extra is not installed")
+    import httpx
+
+    from nanostack.serve.server import BackgroundServer
+    from nanostack.serve.settings import ServeSettings
+
+    threads = torch.get_num_threads()
+    try:
+        with BackgroundServer(imported, ServeSettings(port=0, device="cpu")) as server:
+            reply = httpx.post(f"{server.url}/v1/completions", timeout=60,
+                               json={"model": "run", "prompt": ALPHABET[:4], "max_tokens": 5, "temperature": 0})
+    finally:
+        torch.set_num_threads(threads)  # the server sets it
+    assert reply.status_code == 200, reply.text
+    assert reply.json()["usage"]["completion_tokens"] == 5
+
+
 # ---- nanoGPT --------------------------------------------------------------------------------------------
 def gpt2_forward(w: dict, idx, n_head: int, prefix=""):
     """GPT-2's forward pass written out from a state dict of Linear (out, in) weights: the reference."""
