@@ -148,7 +148,8 @@ def stage_parity(args) -> dict:
     missing, unexpected = ours.load_state_dict(theirs.state_dict(), strict=False)
     theirs.to(device).eval()
     ours.to(device).eval()
-    idx = torch.randint(50257, (2, shape["block_size"]), device=device, generator=torch.Generator(device).manual_seed(1))
+    generator = torch.Generator(device).manual_seed(1)
+    idx = torch.randint(50257, (2, shape["block_size"]), device=device, generator=generator)
     with torch.no_grad():
         difference = (theirs(idx, idx)[0] - ours(idx, idx)[0]).abs().max().item()
     sys.path.remove(str(args.out / "nanogpt"))

@@ -100,7 +100,8 @@ def test_transformers_shifted_loss_equals_ours(hf_model, imported):
 
 def test_hf_to_nanostack_to_hf_is_bit_identical(hf_model, imported, tmp_path):
     export_hf(imported, tmp_path / "out", log=quiet)
-    original, back = load_file(str(hf_model[1] / "model.safetensors")), load_file(str(tmp_path / "out" / "model.safetensors"))
+    original = load_file(str(hf_model[1] / "model.safetensors"))
+    back = load_file(str(tmp_path / "out" / "model.safetensors"))
     assert original.keys() == back.keys()
     assert all(torch.equal(original[k], back[k]) for k in original)
     import_hf(tmp_path / "out", tmp_path / "again", log=quiet)  # the run's tokenizer came along
@@ -167,7 +168,8 @@ def test_an_imported_run_samples_evaluates_and_fine_tunes(imported, tmp_path, ca
         {"data": text, "max_iters": 1, "learning_rate": 0.0, "min_lr": 0.0, "eval_interval": 1, "eval_iters": 1,
          "batch_size": 2, "device": "cpu"}))
     assert code == 0, err
-    start, after = load_file(str(imported / "best" / "model.safetensors")), load_file(str(tuned / "latest" / "model.safetensors"))
+    start = load_file(str(imported / "best" / "model.safetensors"))
+    after = load_file(str(tuned / "latest" / "model.safetensors"))
     assert all(torch.equal(start[k], after[k]) for k in start)
     assert open_run(tuned).model_config().activation == "gelu_tanh"
     code, _, err = run_cli(capsys, "train", "--out", tuned / "x", "--init-from", imported, "--n-layer", "3",
@@ -237,7 +239,8 @@ def nanogpt_checkpoint(path, vocab_size, bias=True, seed=0):
     for i in range(2):
         state[f"_orig_mod.transformer.h.{i}.attn.bias"] = torch.ones(1, 1, 32, 32).tril()
     torch.save({"model": state, "optimizer": {"state": {}, "param_groups": []}, "model_args": args, "iter_num": 250,
-                "best_val_loss": torch.tensor(1.4697), "config": {"dataset": "shakespeare_char", "compile": True}}, path)
+                "best_val_loss": torch.tensor(1.4697), "config": {"dataset": "shakespeare_char", "compile": True}},
+               path)
     return {k.removeprefix("_orig_mod."): v for k, v in state.items()}
 
 

@@ -42,9 +42,10 @@ def import_hf(folder, out, tokenizer=None, log=print):
         raise UserError(f"{folder} holds no config.json", "give a folder written by save_pretrained")
     config = model_config_of(read_json(folder / "config.json", "Hugging Face config"), folder)
     tensors = read_weights(folder)
-    tensors = gpt2_to_nanostack({k: v for k, v in tensors.items() if not k.endswith((".attn.bias", ".attn.masked_bias"))})
-    head = tensors.pop(HEAD, None)
-    if head is not None and "transformer.wte.weight" in tensors and not torch.equal(head, tensors["transformer.wte.weight"]):
+    masks = (".attn.bias", ".attn.masked_bias")  # causal-mask buffers of older transformers versions
+    tensors = gpt2_to_nanostack({k: v for k, v in tensors.items() if not k.endswith(masks)})
+    head, wte = tensors.pop(HEAD, None), tensors.get("transformer.wte.weight")
+    if head is not None and wte is not None and not torch.equal(head, wte):
         raise UserError(f"{folder} has a language-model head of its own (not tied to the token embedding)",
                         "nanostack's GPT ties them; this checkpoint cannot be imported")
     if tokenizer is None and (folder / TOKENIZER_FILE).is_file():

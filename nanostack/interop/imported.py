@@ -88,8 +88,9 @@ def write_imported_run(out, config: ModelConfig, tensors: dict, tokenizer, token
     shutil.rmtree(tmp, ignore_errors=True)
     run = RunFolder(tmp)
     own = "gpt2" if tokenizer_spec == "gpt2" else str(out.resolve() / "tokenizer.json")
-    cfg = TrainConfig(data="", tokenizer=own, model="transformer", n_layer=config.n_layer, n_head=config.n_head, n_embd=config.n_embd,
-                      block_size=config.block_size, bias=config.bias, dropout=0.0, activation=config.activation)
+    cfg = TrainConfig(data="", tokenizer=own, model="transformer", n_layer=config.n_layer, n_head=config.n_head,
+                      n_embd=config.n_embd, block_size=config.block_size, bias=config.bias, dropout=0.0,
+                      activation=config.activation)
     try:
         with run.lock():
             run.write_tokenizer(tokenizer)
