@@ -17,7 +17,7 @@ class Parser(argparse.ArgumentParser):
 
 def build_parser() -> argparse.ArgumentParser:
     from nanostack.data.sources import BUILTINS
-    from nanostack.run.config import TrainConfig, preset_names
+    from nanostack.run.config import SWITCHED, TrainConfig, preset_names
 
     parser = Parser(prog="nanostack", description="Train small language models on your own text, from scratch.")
     parser.add_argument("--version", action="version", version=f"nanostack {__version__}")
@@ -43,7 +43,12 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--force", action="store_true", help="start over even if --out already holds a run")
     for f in fields(TrainConfig):
         flag = "--" + f.name.replace("_", "-")
-        if isinstance(f.default, bool):
+        if f.name in SWITCHED:  # auto, true or false; a bare --compile means true, --no-compile false
+            t.add_argument(flag, dest=f.name, nargs="?", const="true", metavar="auto|true|false",
+                           default=argparse.SUPPRESS, help=f"{f.metadata['help']} (default: {f.default})")
+            t.add_argument("--no-" + flag[2:], dest=f.name, action="store_const", const="false",
+                           default=argparse.SUPPRESS, help=f"the same as {flag} false")
+        elif isinstance(f.default, bool):
             t.add_argument(flag, dest=f.name, action=argparse.BooleanOptionalAction, default=argparse.SUPPRESS,
                            help=f"{f.metadata['help']} (default: {f.default})")
         else:
@@ -81,6 +86,9 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--per-example", metavar="PATH",
                    help="write every scored example's NLL to this TSV (split, id, source, offset, text), hardest first")
     e.add_argument("--device", default="auto", help="device to evaluate on: auto, cpu, cuda, cuda:N or mps")
+    e.add_argument("--data", default=None, metavar="DATA",
+                   help="score the run on this corpus, text file or folder instead of its own data (cut as its data "
+                        "was, with its tokenizer); an imported run has no data of its own and needs it")
     add_task_eval_arguments(e)
     add_tokenizer_commands(sub)
     add_serve_command(sub)
@@ -88,6 +96,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_data_engine_commands(sub, Parser)  # `nanostack data ...` and `nanostack engine ...`
     add_chat_commands(sub)
+    add_interop_commands(sub)
     return parser
 
 
@@ -147,6 +156,30 @@ def run_serve(args) -> None:
     serve_run(args.run_dir, settings)
 
 
+def add_interop_commands(sub) -> None:
+    i = sub.add_parser("import", help="make a run folder of a Hugging Face GPT-2 or a nanoGPT checkpoint",
+                       description="Turn another project's GPT checkpoint into a run folder that samples, evaluates "
+                                   "(with --data), serves and fine-tunes (train --init RUN).")
+    formats = i.add_subparsers(dest="format", required=True, parser_class=Parser, metavar="FORMAT")
+    hf = formats.add_parser("hf", help="a Hugging Face GPT-2 folder (save_pretrained: config.json, safetensors)",
+                            description="Import a local Hugging Face GPT-2 checkpoint folder (nothing is downloaded).")
+    hf.add_argument("source", metavar="DIR", help="the folder save_pretrained wrote")
+    ng = formats.add_parser("nanogpt", help="a nanoGPT ckpt.pt (read with torch.load(weights_only=True))",
+                            description="Import the ckpt.pt that nanoGPT's train.py writes.")
+    ng.add_argument("source", metavar="CKPT", help="nanoGPT's ckpt.pt")
+    for p in (hf, ng):
+        p.add_argument("--out", required=True, help="the run folder to create")
+        p.add_argument("--tokenizer", default=None,
+                       help="what the model's token ids mean: gpt2, a tokenizer .json file, a run folder, or (nanoGPT) "
+                            "the meta.pkl of its data folder (default: gpt2 for GPT-2's vocabulary)")
+    x = sub.add_parser("export", help="write a run as a Hugging Face GPT-2 folder",
+                       description="Export a run's checkpoint as a folder GPT2LMHeadModel.from_pretrained loads.")
+    targets = x.add_subparsers(dest="format", required=True, parser_class=Parser, metavar="FORMAT")
+    xh = targets.add_parser("hf", help="a Hugging Face GPT-2 folder (config.json, model.safetensors)",
+                            description="Write the run's model as a Hugging Face GPT-2 folder.")
+    xh.add_argument("run_dir", metavar="RUN", help="the run folder")
+    xh.add_argument("--out", required=True, help="the folder to create")
+    xh.add_argument("--checkpoint", choices=("best", "latest"), default="best", help="which checkpoint (default: best)")
 def add_task_eval_arguments(e) -> None:
     e.add_argument("--task", help="score the run on a task instead of its loss: a shipped task (arithmetic, "
                                   "code_lines) or a .jsonl task file (schema in the README's chat section)")
@@ -280,9 +313,12 @@ def run(argv) -> int:
     elif args.command == "train":
         from nanostack.run.config import FIELDS
         from nanostack.train import train
+        from nanostack.train.distributed import launched_rank
 
         overrides = {k: v for k, v in vars(args).items() if k in FIELDS}
         summary = train(args.out, overrides, args.config, resume=args.resume, force=args.force)
+        if launched_rank() != 0:  # under torchrun, rank 0 speaks for all
+            return 0
         best = f"; best val loss {summary['best_val_loss']:.4f}" if summary["best_val_loss"] is not None else ""
         val = f"; val loss {summary['val_loss']:.4f}" if summary["val_loss"] is not None else ""
         print(f"run at step {summary['step']}{val}{best}; {summary['elapsed_s']:.0f}s; "
@@ -309,6 +345,8 @@ def run(argv) -> int:
     elif args.command == "serve":
         run_serve(args)
     elif args.command == "eval" and args.task:
+        if args.data:
+            raise UserError("--data and --task ask for two different scores", "drop one of them")
         run_task_eval(args)
     elif args.command in ("chat", "task"):
         run_chat_command(args)
@@ -317,8 +355,18 @@ def run(argv) -> int:
         from nanostack.models.engines import resolve_device
 
         splits = parse_splits(args.splits) if args.splits else None
-        result = evaluate_run(args.run_dir, args.checkpoint, args.per_example, splits, resolve_device(args.device))
+        result = evaluate_run(args.run_dir, args.checkpoint, args.per_example, splits, resolve_device(args.device),
+                              args.data)
         print(format_eval(result))
+    elif args.command == "import":
+        from nanostack.interop import hf, nanogpt
+
+        read = hf.import_hf if args.format == "hf" else nanogpt.import_nanogpt
+        read(args.source, args.out, args.tokenizer)
+    elif args.command == "export":
+        from nanostack.interop import hf
+
+        hf.export_hf(args.run_dir, args.out, args.checkpoint)
     return 0
 
 
@@ -367,15 +415,24 @@ def format_eval(result: dict) -> str:
     return "\n".join(lines)
 
 
+def follower() -> bool:
+    """A rank other than 0 of a torchrun launch."""
+    import os
+
+    return os.environ.get("RANK", "0") not in ("", "0")
+
+
 def main(argv=None) -> int:
     try:
         return run(sys.argv[1:] if argv is None else argv)
     except UserError as e:
-        print(f"error: {e}", file=sys.stderr)
+        if not (getattr(e, "everywhere", False) and follower()):  # every rank raised it: rank 0 says it
+            print(f"error: {e}", file=sys.stderr)
         return EXIT_USER_ERROR
     except Interrupted as e:
-        print(f"\ninterrupted at step {e.step}; checkpoint saved. Continue with: "
-              f"nanostack train --out {e.run_dir} --resume", file=sys.stderr)
+        if not follower():
+            print(f"\ninterrupted at step {e.step}; checkpoint saved. Continue with: "
+                  f"nanostack train --out {e.run_dir} --resume", file=sys.stderr)
         return EXIT_INTERRUPTED
     except KeyboardInterrupt:
         print("\ninterrupted", file=sys.stderr)

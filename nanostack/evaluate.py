@@ -6,21 +6,31 @@ repeats names, so some "test" names are not new). `--splits train,test` adds the
 It can also write the NLL of every example to a TSV, with the example's stable id and place in the
 source, so it can be joined with other scores: the hardest and most surprising examples are where
 a data engine starts.
+
+`--data TEXT` scores the run on other data instead (cut the way the run's data was, tokenized by
+the run's own tokenizer): the held-out split of TEXT, or the splits named. An imported run has no
+data of its own, so this is how it is evaluated.
 """
 import csv
 from pathlib import Path
 
+from nanostack.data import open_dataset
 from nanostack.errors import UserError
 from nanostack.loss import example_losses
 from nanostack.run import open_run
 
 
-def evaluate_run(run_dir, which="best", per_example=None, splits=None, device="cpu") -> dict:
-    """{"heldout": name, "<split>_nll": mean NLL per token, "<split>_examples": count, "heldout_in_train": n}."""
+def evaluate_run(run_dir, which="best", per_example=None, splits=None, device="cpu", data=None) -> dict:
+    """{"heldout": name, "<split>_nll": mean NLL per token, "<split>_examples": count, "heldout_in_train": n}.
+    With `data` (a corpus name, file or folder), on that data instead of the run's own."""
     run = open_run(run_dir)
     model = run.load_model(which, device)
-    data = run.dataset()
     block = model.config.block_size
+    if data is None:
+        data = run.dataset()
+    else:
+        data = open_dataset(data, run.tokenizer(), run.data_kind, run.train_config().seed, log=lambda *a: None)
+        data.block_size(block, log=lambda *a: None)
     wanted = [data.split_name(s) for s in (splits or [data.heldout])]
     result = {"heldout": data.heldout, "heldout_in_train": data.heldout_in_train(), "unit": data.unit(block)}
     rows = []

@@ -12,7 +12,8 @@ import pytest
 PACKAGE = Path(__file__).resolve().parents[1] / "nanostack"
 # lowest first; a module may import from its own layer and the layers before it, never after
 LAYERS = [("errors",), ("io", "cpu"), ("tokenizer", "grad"), ("data",), ("models",), ("run",), ("loss",),
-          ("train", "sample", "evaluate"), ("chat",), ("dataengine",), ("recipe",), ("serve",), ("cli", "__main__")]
+          ("train", "sample", "evaluate", "interop"), ("chat",), ("dataengine",), ("recipe",), ("serve",),
+          ("cli", "__main__")]
 RANK = {name: rank for rank, names in enumerate(LAYERS) for name in names}
 # readers of run folders never reach into the training loop
 MUST_NOT_IMPORT = {"sample": {"train"}, "evaluate": {"train"}, "run": {"train"}, "loss": {"train", "run"}}

@@ -56,6 +56,7 @@ class Conversations(Dataset):
 
     heldout = "test"
     boundary = BOS
+    masks_targets = True  # only the assistant's tokens are learned
 
     def items(self, split: str) -> list:
         return self.train_items if self.split_name(split) == "train" else self.test_items

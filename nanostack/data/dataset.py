@@ -73,6 +73,7 @@ class Dataset:
         """What one example of the exact pass is, in words (for reports)."""
         return "examples"
 
+    masks_targets = False  # True where some targets are -1 (learned from nothing), so a batch can hold none
     skipped = ()  # files of a data folder that were left out (binary, non-UTF-8, unreadable), to tell the user
 
     def heldout_in_train(self):

@@ -3,6 +3,7 @@ engine (nanostack.grad) also runs."""
 from dataclasses import dataclass
 
 KINDS = ("transformer", "bigram", "bigram_counts", "mlp", "rnn", "gru", "lstm", "wavenet")
+ACTIVATIONS = ("gelu", "gelu_tanh")  # the transformer MLP's: exact erf GELU, GPT-2's tanh GELU (gelu_new)
 
 
 @dataclass
@@ -18,6 +19,7 @@ class ModelConfig:
     bias: bool = True
     batchnorm: bool = False   # mlp and wavenet: BatchNorm after the hidden layer(s)
     context: int = 0          # mlp and wavenet: how many tokens back they read (0: block_size)
+    activation: str = "gelu"  # the MLP's nonlinearity, one of ACTIVATIONS
 
     @property
     def context_width(self) -> int:
@@ -35,6 +37,8 @@ class ModelConfig:
             return f"n_embd ({self.n_embd}) is not divisible by n_head ({self.n_head})"
         if not isinstance(self.dropout, (int, float)) or not 0 <= self.dropout < 1:
             return f"dropout must be in [0, 1), not {self.dropout!r}"
+        if self.activation not in ACTIVATIONS:
+            return f"unknown activation {self.activation!r}"
         if not isinstance(self.context, int) or self.context < 0:
             return f"context must be a whole number >= 0, not {self.context!r}"
         return None

@@ -11,6 +11,7 @@ import torch.nn as nn
 from torch.nn import functional as F
 
 from nanostack.models.base import LanguageModel
+from nanostack.models.chunked_loss import linear_cross_entropy
 from nanostack.models.config import ModelConfig
 from nanostack.models.generation import generate
 from nanostack.models.kv_rows import RowKVCache
@@ -86,7 +87,8 @@ class MLP(nn.Module):
     def __init__(self, config: GPTConfig):
         super().__init__()
         self.c_fc = nn.Linear(config.n_embd, 4 * config.n_embd, bias=config.bias)
-        self.gelu = nn.GELU()  # exact (erf) GELU: 3-4x faster than the tanh approximation on CPUs
+        # exact (erf) GELU: 3-4x faster than the tanh approximation on CPUs; GPT-2's checkpoints need tanh
+        self.gelu = nn.GELU(approximate="tanh" if config.activation == "gelu_tanh" else "none")
         self.c_proj = nn.Linear(4 * config.n_embd, config.n_embd, bias=config.bias)
         self.dropout = nn.Dropout(config.dropout)
 
@@ -108,6 +110,8 @@ class Block(nn.Module):
 
 
 class GPT(LanguageModel):
+    accepts_loss_only = True  # forward(..., loss_only=True): the chunked loss, no logits (the GPU path)
+
     def __init__(self, config: GPTConfig):
         super().__init__()
         self.config = config
@@ -131,10 +135,11 @@ class GPT(LanguageModel):
         if isinstance(module, nn.Linear) and module.bias is not None:
             torch.nn.init.zeros_(module.bias)
 
-    def forward(self, idx, targets=None, kv_cache=None):
+    def forward(self, idx, targets=None, kv_cache=None, loss_only=False):
         """logits (B, T, vocab) and the mean cross-entropy if `targets` is given (-1 = ignore).
 
         Without targets only the last position's logits are computed: that is all sampling needs.
+        With loss_only, (None, loss) by chunked_loss.py, which never holds the whole batch's logits.
         """
         B, T = idx.size()
         if kv_cache is not None:
@@ -151,6 +156,8 @@ class GPT(LanguageModel):
             kv_cache.advance(T)
         if targets is None:
             return self.lm_head(x[:, [-1], :]), None
+        if loss_only:
+            return None, linear_cross_entropy(x.view(B * T, -1), self.lm_head.weight, targets.reshape(-1))
         logits = self.lm_head(x)
         loss = F.cross_entropy(logits.view(-1, logits.size(-1)), targets.reshape(-1), ignore_index=-1)
         return logits, loss

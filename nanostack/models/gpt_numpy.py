@@ -40,9 +40,10 @@ class MLP(nn.Module):
         self.c_fc = nn.Linear(config.n_embd, 4 * config.n_embd, bias=config.bias, dtype=dtype)
         self.c_proj = nn.Linear(4 * config.n_embd, config.n_embd, bias=config.bias, dtype=dtype)
         self.dropout = nn.Dropout(config.dropout)
+        self.approximate = "tanh" if config.activation == "gelu_tanh" else "none"  # as gpt.py
 
     def forward(self, x):
-        return self.dropout(self.c_proj(F.gelu(self.c_fc(x), approximate="none")))  # exact GELU, as gpt.py
+        return self.dropout(self.c_proj(F.gelu(self.c_fc(x), approximate=self.approximate)))
 
 
 class Block(nn.Module):

@@ -11,6 +11,7 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 from nanostack.errors import UserError
+from nanostack.models.config import ACTIVATIONS
 from nanostack.models.config import KINDS as MODEL_KINDS
 from nanostack.models.config import numpy_support_problem
 from nanostack.tokenizer import TokenizerSpec
@@ -18,6 +19,9 @@ from nanostack.tokenizer import TokenizerSpec
 PRESETS_DIR = Path(__file__).resolve().parents[1] / "configs"
 BACKENDS = ("torch", "numpy")
 EXAMPLES_MODES = ("auto", "stream", "lines", "paragraphs", "chat")
+DTYPES = ("auto", "float32", "bfloat16", "float64")
+PARALLEL_MODES = ("ddp", "fsdp")
+SWITCHES = ("auto", "true", "false")  # settings that are on, off, or chosen by the device (auto)
 
 
 def _f(default, help):
@@ -35,8 +39,9 @@ class TrainConfig:
                                "makemore-style models), paragraphs (examples separated by blank lines), chat (a .jsonl "
                                "file of conversations; only the assistant's tokens are learned), or auto: "
                                "lines for names, stream otherwise")
-    init: str = _f("", "fine-tune: start from this run folder's weights and tokenizer (the model's shape comes from "
-                       "it; with --examples chat its tokenizer gains the chat special tokens)")
+    init: str = _f("", "fine-tune: start from this run folder's best weights and its tokenizer (a trained or an "
+                       "imported run; the model's shape comes from it; with --examples chat its tokenizer gains the "
+                       "chat special tokens)")
     # model
     model: str = _f("transformer", "transformer (the GPT), bigram, bigram_counts, mlp, rnn, gru, lstm or wavenet")
     n_layer: int = _f(4, "number of transformer blocks")
@@ -49,6 +54,7 @@ class TrainConfig:
                             "and paragraphs)")
     dropout: float = _f(0.0, "dropout probability, 0 to turn off")
     bias: bool = _f(True, "use biases in Linear and LayerNorm layers")
+    activation: str = _f("gelu", "the MLP's nonlinearity: gelu (exact) or gelu_tanh (GPT-2's)")
     # optimisation
     batch_size: int = _f(12, "sequences per micro-batch")
     gradient_accumulation_steps: int = _f(1, "micro-batches per optimizer step")
@@ -70,8 +76,12 @@ class TrainConfig:
     backend: str = _f("torch", "torch, or numpy: the from-scratch nanostack.grad engine (CPU only, slower; "
                                "its checkpoints load on torch and back)")
     device: str = _f("auto", "auto, cpu, cuda, cuda:N or mps (auto picks cuda, then mps, then cpu)")
-    dtype: str = _f("auto", "auto, float32 or bfloat16 (auto: bfloat16 autocast on CUDA, float32 elsewhere)")
-    compile: bool = _f(False, "compile the model with torch.compile (slow to start, faster per step)")
+    dtype: str = _f("auto", "auto, float32, bfloat16 or float64 (auto: bfloat16 autocast on CUDA, float32 elsewhere; "
+                            "float64 weights are for exactness checks)")
+    compile: str = _f("auto", "auto, true or false: compile the model with torch.compile (slow to start, faster per "
+                              "step; auto: on CUDA only)")
+    parallel: str = _f("ddp", "with several processes (torchrun): ddp (every rank holds the whole model) or fsdp "
+                              "(FSDP2: weights, gradients and optimizer state sharded across the ranks)")
     seed: int = _f(1337, "seed for initialisation, data order and dropout")
 
     def validate(self) -> "TrainConfig":
@@ -98,8 +108,14 @@ class TrainConfig:
         if self.min_lr > self.learning_rate:
             raise UserError(f"min_lr ({self.min_lr}) is above learning_rate ({self.learning_rate})",
                             "set --min-lr at or below --learning-rate")
-        if self.dtype not in ("auto", "float32", "bfloat16"):
-            raise UserError(f"unknown dtype {self.dtype!r}", "use auto, float32 or bfloat16")
+        if self.dtype not in DTYPES:
+            raise UserError(f"unknown dtype {self.dtype!r}", f"use {', '.join(DTYPES)}")
+        if self.activation not in ACTIVATIONS:
+            raise UserError(f"unknown activation {self.activation!r}", f"use one of: {', '.join(ACTIVATIONS)}")
+        if self.compile not in SWITCHES:
+            raise UserError(f"bad value {self.compile!r} for compile", "use auto, true or false")
+        if self.parallel not in PARALLEL_MODES:
+            raise UserError(f"unknown parallel mode {self.parallel!r}", f"use {' or '.join(PARALLEL_MODES)}")
         if not (self.device in ("auto", "cpu", "cuda", "mps") or self.device.startswith("cuda:")):
             raise UserError(f"unknown device {self.device!r}", "use auto, cpu, cuda, cuda:N or mps")
         if self.model not in MODEL_KINDS:
@@ -112,9 +128,9 @@ class TrainConfig:
         if self.backend == "numpy":
             if self.device not in ("auto", "cpu"):
                 raise UserError(f"the numpy backend runs on the CPU, not on {self.device}", "use --device cpu or auto")
-            if self.dtype == "bfloat16":
+            if self.dtype in ("bfloat16", "float64"):
                 raise UserError("the numpy backend computes in float32 only", "use --dtype float32 or auto")
-            if self.compile:
+            if self.compile == "true":
                 raise UserError("--compile is for the torch backend", "drop --compile, or use --backend torch")
             problem = numpy_support_problem(self.model, self.batchnorm)
             if problem:
@@ -128,6 +144,7 @@ def _flag(name: str) -> str:
 
 TYPE_NAMES = {bool: "true or false", int: "a whole number", float: "a number", str: "a string"}
 FIELDS = {f.name: f for f in fields(TrainConfig)}
+SWITCHED = ("compile",)  # the fields that take SWITCHES
 
 
 def field_help(name: str) -> str:
@@ -141,6 +158,11 @@ def coerce(name: str, value, source: str):
         hint = f"did you mean {close[0]!r}?" if close else "see `nanostack train --help` for the keys"
         raise UserError(f"unknown config key {name!r} in {source}", hint)
     kind = type(FIELDS[name].default)
+    if name in SWITCHED:  # auto, or a boolean (older runs stored compile as true/false)
+        text = str(value).lower()
+        if text in SWITCHES or text in ("1", "0"):
+            return {"1": "true", "0": "false"}.get(text, text)
+        raise UserError(f"bad value {value!r} for {name} in {source}", "it must be auto, true or false")
     if kind is bool:
         if isinstance(value, bool):
             return value

@@ -186,6 +186,10 @@ class RunFolder:
         """The dataset this run trained on, with the run's own tokenizer; refused if the data changed."""
         from nanostack.data import open_dataset  # noqa: PLC0415
 
+        if self.config.get("imported"):
+            raise UserError(f"{self.path} has no data of its own: it was imported from "
+                            f"{self.config['imported'].get('from', 'elsewhere')}",
+                            f"evaluate it on a text: nanostack eval {self.path} --data FILE")
         cfg = self.train_config()
         data = self.config.get("data_version", {}).get("path") or cfg.data  # a version, not where its ref moved
         dataset = open_dataset(data, self.tokenizer(), self.data_kind, cfg.seed, log=log,

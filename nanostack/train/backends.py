@@ -1,13 +1,17 @@
 """Engine: what the training loop must not know about the engine and device it runs on.
 
-The loop sees `model(x, y) -> (logits, loss)`, `loss.backward()`, `loss.item()` and an optimizer
-with `param_groups`, `step()` and `zero_grad()`, on torch or on nanostack.grad's numpy Tensor.
+The loop sees `model(x, y) -> (logits, loss)`, `loss.backward()` and an optimizer with
+`param_groups`, `step()` and `zero_grad()`, on torch or on nanostack.grad's numpy Tensor.
 What differs is here: the device and its autocast, torch.compile, building the optimizer,
-gradient clipping, the no-grad context for evaluation, the random streams dropout draws from, and
-how optimizer state becomes plain tensors for a checkpoint.
+gradient clipping, the no-grad context for evaluation, the random streams dropout draws from, how
+optimizer state becomes plain tensors for a checkpoint, and how the model is spread over several
+ranks (parallel.py; one process: nothing). On CUDA the defaults are the fast path: bf16 autocast,
+torch.compile, the fused optimizer, a chunked cross-entropy (the GPT's loss_only), and one host
+sync per step (the loss stays on the device until the step's numbers are read together).
 """
 import base64
 from contextlib import nullcontext
+from functools import partial
 
 import numpy as np
 import torch
@@ -16,18 +20,27 @@ from nanostack.cpu import keep_freed_memory
 from nanostack.grad import functional as grad_functional
 from nanostack.grad import no_grad as grad_no_grad
 from nanostack.grad import optim as grad_optim
-from nanostack.models.engines import build_model, is_numpy, resolve_device
+from nanostack.models.engines import build_model, is_numpy, load_weights, resolve_device
+from nanostack.train.distributed import Ranks, stream_seed
 from nanostack.train.optimizer import make_optimizer
+from nanostack.train.parallel import Whole, parallel_for
 
 
 class Engine:
-    def __init__(self, backend: str, device: str = "auto", dtype: str = "auto", compile: bool = False):
+    def __init__(self, backend: str, device: str = "auto", dtype: str = "auto", compile="false", ranks=None,
+                 parallel: str = "ddp"):
         self.backend = backend
         self.numpy = backend == "numpy"
-        self.device = "cpu" if self.numpy else resolve_device(device)
+        self.ranks = ranks or Ranks()
+        self.device = "cpu" if self.numpy else resolve_device(self.ranks.device(device))
         self.device_type = self.device.split(":")[0]
-        self.compile = compile
+        # compile: "auto" (on CUDA only), "true" or "false" (True and False too)
+        self.compile = compile in (True, "true") or (compile == "auto" and self.device_type == "cuda")
+        self.float64 = dtype == "float64"
         self.autocast = autocast_for(self.device, dtype)
+        self.parallel = Whole() if self.numpy else \
+            parallel_for(self.ranks, parallel, self.device, getattr(self.autocast, "fast_dtype", None))
+        self.loss_only = self.device_type == "cuda"  # train through the chunked cross-entropy where a model has it
         if self.device_type == "cuda":
             torch.backends.cuda.matmul.allow_tf32 = True
             torch.backends.cudnn.allow_tf32 = True
@@ -35,20 +48,67 @@ class Engine:
             keep_freed_memory()
 
     def build_model(self, model_config, seed: int):
-        return build_model(self.backend, model_config, seed, self.device)
+        """The model, the same on every rank (FSDP2: sharded already); ranks after 0 then reseed their
+        dropout streams, so they drop different units."""
+        model = build_model(self.backend, model_config, seed, self.device)
+        if self.numpy:
+            return model
+        if self.float64:
+            model = model.double()
+        if not self.ranks.main:
+            torch.manual_seed(stream_seed(seed, 0, self.ranks.rank))
+        return self.parallel.prepare(model)
 
     def for_training(self, model):
-        """The callable the loop trains through: the model, or its torch.compile'd twin."""
-        return torch.compile(model) if self.compile else model
+        """The callable the loop trains through: the model, wrapped for several ranks (DDP), compiled
+        (torch.compile), and asked for its loss only where it can give it without the batch's logits."""
+        train_model = self.parallel.wrap(model)
+        if self.compile:
+            train_model = torch.compile(train_model)
+        if self.loss_only and getattr(model, "accepts_loss_only", False):
+            train_model = partial(train_model, loss_only=True)
+        return train_model
+
+    def gradient_sync(self, last: bool):
+        """The context of one micro-step: with several ranks, gradients are reduced on the last one only."""
+        return self.parallel.gradient_sync(last)
+
+    # ---- the step's numbers: kept on the device, read once per step -----------------------------------
+    def add_loss(self, total, loss):
+        """total + a micro-batch's loss without a host sync (a device scalar, float64 where the device
+        has it, so the sum is the one a Python float would hold); the numpy engine adds floats."""
+        if self.numpy:
+            return total + loss.item()
+        return total + loss.detach().to(torch.float32 if self.device_type == "mps" else torch.float64)
+
+    def read_numbers(self, *values) -> list:
+        """Device scalars (and None or plain numbers) as Python floats, in one host sync."""
+        on_device = [v for v in values if isinstance(v, torch.Tensor)]
+        if on_device:
+            host = iter(torch.stack([v.detach().to(on_device[0].dtype) for v in on_device]).tolist())
+        return [next(host) if isinstance(v, torch.Tensor) else v for v in values]
+
+    # ---- weights and optimizer state, plain in every parallel mode ------------------------------------
+    def plain_model(self, model):
+        """The model with all its weights, to save (with FSDP2: gathered; None on ranks after 0)."""
+        return self.parallel.full_model(model)
+
+    def load_weights(self, model, path) -> None:
+        if self.numpy:
+            load_weights(model, path)
+        else:
+            self.parallel.load_weights(model, path)
 
     def optimizer(self, model, learning_rate, weight_decay, betas):
         return make_optimizer(model, learning_rate, weight_decay, betas, self.device_type, numpy=self.numpy)
 
-    def clip_grad_norm(self, model, max_norm: float) -> float:
-        """Clip the gradients' joint norm to max_norm (inf: measure only); return the norm before clipping."""
+    def clip_grad_norm(self, model, max_norm: float):
+        """Clip the gradients' joint norm to max_norm (inf: measure only); return the norm before clipping
+        (a device scalar on torch: read it with read_numbers)."""
         if self.numpy:
             return grad_optim.clip_grad_norm(model.parameters(), max_norm)
-        return torch.nn.utils.clip_grad_norm_(model.parameters(), max_norm).item()
+        norm = torch.nn.utils.clip_grad_norm_(model.parameters(), max_norm)
+        return norm.full_tensor() if hasattr(norm, "full_tensor") else norm  # FSDP2: a DTensor
 
     def evaluating(self):
         """The context to evaluate in: no graph is recorded, and autocast as in training."""
@@ -75,19 +135,17 @@ class Engine:
             grad_functional.default_generator.bit_generator.state = state["numpy"]
 
     # ---- optimizer state as plain tensors (what torch.load(weights_only=True) reads back) --------
-    @staticmethod
-    def optimizer_state(optimizer) -> dict:
+    def optimizer_state(self, optimizer, model) -> dict:
         if isinstance(optimizer, grad_optim.Optimizer):
             return {k: torch.from_numpy(np.ascontiguousarray(v)) if isinstance(v, np.ndarray) else v
                     for k, v in optimizer.state_dict().items()}
-        return optimizer.state_dict()
+        return self.parallel.optimizer_state(model, optimizer)
 
-    @staticmethod
-    def load_optimizer_state(optimizer, state: dict) -> None:
+    def load_optimizer_state(self, optimizer, state: dict, model) -> None:
         if isinstance(optimizer, grad_optim.Optimizer):
             optimizer.load_state_dict({k: v.numpy() if isinstance(v, torch.Tensor) else v for k, v in state.items()})
         else:
-            optimizer.load_state_dict(state)
+            self.parallel.load_optimizer_state(model, optimizer, state)
 
 
 def autocast_for(device: str, dtype: str):

@@ -8,23 +8,31 @@ bias, a bigram table) keeps the base run's rows, and every new row starts as the
 new token begins as an average token, neither loud nor silent in the logits, and its own gradient
 moves it from there.
 """
-from dataclasses import replace
+from dataclasses import fields, replace
 from pathlib import Path
 
 import torch
 
 from nanostack.data.chat_format import CHAT_TOKENS
 from nanostack.errors import UserError
+from nanostack.models import ModelConfig
 from nanostack.run import RunFolder
+from nanostack.run.config import FIELDS
 
-SHAPE = ("model", "n_layer", "n_head", "n_embd", "n_embd2", "block_size", "bias", "batchnorm", "context")
+NOT_SHAPE = ("vocab_size", "kind", "dropout")  # what the tokenizer gives, the kind (--model), a training choice
 MODEL_FIELDS = {"model": "kind"}  # TrainConfig name -> ModelConfig name, where they differ
+
+
+def shape_fields() -> list:
+    """The settings that fix the model's shape: ModelConfig's fields that are also train settings."""
+    return ["model"] + [f.name for f in fields(ModelConfig) if f.name not in NOT_SHAPE and f.name in FIELDS]
 
 
 def base_run(cfg) -> RunFolder:
     run = RunFolder(cfg.init)
     if not run.is_run():
-        raise UserError(f"--init {cfg.init} is not a run folder (no config.json)", "give the --out folder of a trained run")
+        raise UserError(f"--init {cfg.init} is not a run folder (no config.json)",
+                        "give a folder written by `nanostack train` or `nanostack import`")
     if run.checkpoint("best") is None and run.checkpoint("latest") is None:
         raise UserError(f"--init {cfg.init} has no checkpoint yet", "train it first, or give another run")
     return run
@@ -40,7 +48,7 @@ def settle_init(cfg, overrides: dict, out):
         raise UserError("--tokenizer cannot be given with --init: the tokenizer comes from the base run",
                         "drop --tokenizer")
     settled = {"init": str(base.path.resolve())}
-    for name in SHAPE:
+    for name in shape_fields():
         value = getattr(shape, MODEL_FIELDS.get(name, name))
         if name in overrides and overrides[name] != value and str(overrides[name]) != str(value):
             raise UserError(f"--{name.replace('_', '-')} {overrides[name]} differs from the --init run's {value!r}",

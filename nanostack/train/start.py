@@ -6,22 +6,32 @@
   once the new run's data and model are ready.
 - --resume continues from latest/. A run killed before its first checkpoint was complete starts again
   from step 0 (nothing was saved to lose, and the log says so); a run whose latest/ is gone although it
-  went past its first checkpoint (by its metrics or its best/) is refused, never silently started over. Settings that fix the model's shape or the
-  meaning of its token ids cannot change on resume.
+  went past its first checkpoint (by its metrics or its best/) is refused, never silently started over.
+  Settings that fix the model's shape or the meaning of its token ids cannot change on resume. An imported run has no data or optimizer state to
+  resume: it is fine-tuned instead (--init, init_from.py).
+- With several ranks (torchrun), rank 0 runs these checks alone and the settings must suit the ranks
+  (distributed.check_parallel_settings).
 """
 from dataclasses import replace
 from pathlib import Path
 
 from nanostack.errors import UserError
 from nanostack.run.config import make_config
+from nanostack.train.distributed import check_parallel_settings
 
 # settings a resumed run cannot change: they fix the weights' shapes, or what the data and its ids are
 FIXED_ON_RESUME = ("model", "n_layer", "n_head", "n_embd", "n_embd2", "block_size", "bias", "batchnorm", "context",
-                   "data", "tokenizer", "examples", "backend", "seed", "init")
+                   "data", "tokenizer", "examples", "backend", "seed", "activation", "init")
 
 
-def settle_config(run, overrides: dict, preset, resume: bool, force: bool):
-    """The run's config, after checking that the folder may be used this way."""
+def settle_config(run, overrides: dict, preset, resume: bool, force: bool, world_size: int = 1):
+    """The run's config, after checking that the folder may be used this way (and by this many ranks)."""
+    cfg = _settled(run, overrides, preset, resume, force)
+    check_parallel_settings(cfg, world_size)
+    return cfg
+
+
+def _settled(run, overrides: dict, preset, resume: bool, force: bool):
     if resume and force:
         raise UserError("--resume and --force ask for opposite things",
                         "use --resume to continue the run, or --force to start it over")
@@ -44,6 +54,10 @@ def settle_config(run, overrides: dict, preset, resume: bool, force: bool):
 def _resumed(run, overrides: dict, preset):
     if not run.is_run():
         raise UserError(f"there is no run to resume at {run.path}", "drop --resume to start a new run there")
+    if run.config.get("imported"):
+        raise UserError(f"{run.path} was imported ({run.config['imported'].get('from', 'from elsewhere')}): it has no "
+                        "training data or optimizer state to resume",
+                        f"fine-tune it instead: nanostack train --init {run.path} --data TEXT --out NEW_RUN")
     saved = run.train_config()
     trained = max((r["step"] for r in run.metrics()), default=0)
     best = run.checkpoint("best")

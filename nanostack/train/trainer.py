@@ -4,6 +4,8 @@ The data is any Dataset (a token stream, or one example per line or paragraph); 
 GPT or a makemore model, on torch or, with --backend numpy, on nanostack.grad. The loop reads top
 to bottom; what differs between engines and devices is behind backends.Engine, what a checkpoint
 holds (random streams included) is checkpoint.py's, and the run folder's files are nanostack.run's.
+Under torchrun every rank runs this same code (distributed.py says who may write and log, sampler.py
+deals the batches out, parallel.py spreads the model); with one process none of that does anything.
 """
 import math
 import signal
@@ -21,7 +23,10 @@ from nanostack.run import RunFolder, TrainConfig
 from nanostack.run.config import make_config
 from nanostack.train.backends import Engine
 from nanostack.train.checkpoint import RandomStreams, restore_latest, save_best, save_latest
+from nanostack.train.distributed import Ranks, everywhere
 from nanostack.train.init_from import load_base_weights, open_init_dataset, settle_init
+from nanostack.train.mfu import Utilisation
+from nanostack.train.sampler import GlobalSampler
 from nanostack.train.start import settle_config
 from nanostack.train.schedule import get_lr
 
@@ -31,7 +36,7 @@ LOG_EVERY_S = 5.0  # without a terminal, a progress line at most this often (at 
 def model_config(cfg: TrainConfig, vocab_size: int) -> ModelConfig:
     return ModelConfig(vocab_size=vocab_size, block_size=cfg.block_size, kind=cfg.model, n_layer=cfg.n_layer,
                        n_head=cfg.n_head, n_embd=cfg.n_embd, n_embd2=cfg.n_embd2, dropout=cfg.dropout, bias=cfg.bias,
-                       batchnorm=cfg.batchnorm, context=cfg.context)
+                       batchnorm=cfg.batchnorm, context=cfg.context, activation=cfg.activation)
 
 
 def train(out, cfg_overrides=None, preset=None, resume=False, force=False, log=tqdm.write) -> dict:
@@ -39,23 +44,20 @@ def train(out, cfg_overrides=None, preset=None, resume=False, force=False, log=t
 
     cfg_overrides are the fields set on the command line; preset is a preset name or TOML file.
     """
-    run = RunFolder(out)
     if not resume:
         make_config(preset, cfg_overrides or {})  # bad settings fail before the folder is touched
+    with Ranks.join() as ranks:  # torchrun's ranks, or this process alone
+        return train_as(ranks, ranks.view(RunFolder(out)), cfg_overrides or {}, preset, resume, force, ranks.log(log))
+
+
+def train_as(ranks, run, cfg_overrides, preset, resume, force, log) -> dict:
+    """train() on one rank: rank 0 (or the only process) holds the lock, checks, writes and logs;
+    the other ranks see the folder read-only (run) and log nothing (log)."""
     with run.lock():
-        cfg = settle_config(run, cfg_overrides or {}, preset, resume, force)
-        if resume:  # the data it trained on, with its own tokenizer, so its token ids mean what they meant
-            data = run.dataset(log)
-        elif cfg.init:  # fine-tuning: the base run's shape and tokenizer (with the chat tokens for chat data)
-            cfg, tokenizer = settle_init(cfg, cfg_overrides or {}, run.path)
-            data = open_init_dataset(cfg, tokenizer, log)
-        else:
-            data = open_dataset(cfg.data, cfg.tokenizer, cfg.examples, cfg.seed, log=log)
-        if data.skipped:
-            shown = ", ".join(data.skipped[:3]) + (" ..." if len(data.skipped) > 3 else "")
-            log(f"note: {len(data.skipped)} file(s) of {cfg.data} left out as binary, non-UTF-8 or unreadable: {shown}")
+        cfg = ranks.from_main(settle_config, run, cfg_overrides, preset, resume, force, ranks.world_size)
+        cfg, data = ranks.main_first(open_training_data, run, cfg, cfg_overrides, resume, log)  # rank 0 fills caches
         cfg = replace(cfg, block_size=data.block_size(cfg.block_size, log))
-        engine = Engine(cfg.backend, cfg.device, cfg.dtype, cfg.compile)
+        engine = Engine(cfg.backend, cfg.device, cfg.dtype, cfg.compile, ranks, cfg.parallel)
         model = engine.build_model(model_config(cfg, data.tokenizer.vocab_size), cfg.seed)
         if not resume:
             run.clear()  # a new run, or --force: the old run's files go, a user's own files stay
@@ -65,13 +67,13 @@ def train(out, cfg_overrides=None, preset=None, resume=False, force=False, log=t
         streams = RandomStreams(cfg.seed, engine)
         step, best_val = 0, math.inf
         if resume and run.checkpoint("latest") is not None:
-            step, best_val = restore_latest(run, model, optimizer, engine, streams)
+            step, best_val = restore_latest(run, model, optimizer, engine, streams, log)
             run.truncate_metrics(step)
             log(f"resuming {run.path} from step {step}")
         elif resume:
             run.truncate_metrics(0)
             log(f"{run.path} stopped before its first checkpoint: starting it again from step 0")
-        if step == 0 and cfg.init:
+        if step == 0 and cfg.init:  # fine-tuning: start from the base run's weights
             load_base_weights(model, cfg, log)
         if step >= cfg.max_iters:
             log(f"{run.path} is already at step {step} of max_iters {cfg.max_iters}: nothing to train "
@@ -80,15 +82,35 @@ def train(out, cfg_overrides=None, preset=None, resume=False, force=False, log=t
         run.write_tokenizer(data.tokenizer)
         run.write_config(cfg, model.config, data)
         log(f"model: {describe_size(model.num_params())} parameters, vocab {model.config.vocab_size}, "
-            f"block {cfg.block_size}, device {engine.device}, backend {cfg.backend}")
+            f"block {cfg.block_size}, device {engine.device}, backend {cfg.backend}"
+            + (f", {ranks.world_size} ranks ({cfg.parallel})" if ranks.many else ""))
         return train_loop(run, cfg, data, model, optimizer, engine, streams, step, best_val, log)
+
+
+def open_training_data(run, cfg, overrides, resume, log):
+    """(cfg, the Dataset to train on); fine-tuning (--init) settles the shape and tokenizer here."""
+    if resume:  # the data it trained on, with its own tokenizer, so its token ids mean what they meant
+        data = run.dataset(log)
+    elif cfg.init:  # fine-tuning: the base run's shape and tokenizer (with the chat tokens for chat data)
+        cfg, tokenizer = settle_init(cfg, overrides, run.path)
+        data = open_init_dataset(cfg, tokenizer, log)
+    else:
+        data = open_dataset(cfg.data, cfg.tokenizer, cfg.examples, cfg.seed, log=log)
+    if data.skipped:
+        shown = ", ".join(data.skipped[:3]) + (" ..." if len(data.skipped) > 3 else "")
+        log(f"note: {len(data.skipped)} file(s) of {cfg.data} left out as binary, non-UTF-8 or unreadable: {shown}")
+    return cfg, data
 
 
 def train_loop(run, cfg, data, model, optimizer, engine, streams, step, best_val, log) -> dict:
     train_model = engine.for_training(model)
+    ranks = engine.ranks
+    sampler = GlobalSampler(data, ranks.rank, ranks.world_size)  # one process's batches, dealt out to the ranks
+    micro_steps = cfg.gradient_accumulation_steps // ranks.world_size  # this rank's share of the step's
     tokens_per_step = cfg.batch_size * cfg.block_size * cfg.gradient_accumulation_steps
+    utilisation = None if engine.numpy else Utilisation(model, cfg.block_size, engine.device, ranks.world_size)
     step_times, last_val, t_start, last_line = [], None, time.time(), time.time()
-    on_terminal = sys.stderr.isatty()  # a bar on a terminal; logs get a line now and then instead
+    on_terminal = sys.stderr.isatty() and ranks.main  # a bar on a terminal; logs get a line now and then instead
     bar = tqdm(total=cfg.max_iters, initial=step, unit="step", dynamic_ncols=True, disable=not on_terminal)
     with StopFlag() as stop, run.open_metrics() as metrics, bar:
         while step < cfg.max_iters:
@@ -96,37 +118,42 @@ def train_loop(run, cfg, data, model, optimizer, engine, streams, step, best_val
             lr = get_lr(step, cfg.learning_rate, cfg.min_lr, cfg.warmup_iters, cfg.lr_decay_iters)
             for group in optimizer.param_groups:
                 group["lr"] = lr
-            # forward and backward, over gradient_accumulation_steps micro-batches
+            # forward and backward, over this rank's micro-batches; gradients are reduced on the last
             loss_sum, learned = 0.0, 0
-            for _ in range(cfg.gradient_accumulation_steps):
-                x, y = data.batch("train", cfg.batch_size, cfg.block_size, streams.data, engine.device)
-                if not bool((y >= 0).any()):  # no target to learn (all masked): skipped, so no NaN loss
+            for micro in range(micro_steps):
+                x, y = sampler.batch("train", cfg.batch_size, cfg.block_size, streams.data, engine.device)
+                if data.masks_targets and not bool((y >= 0).any()):  # nothing to learn (all masked): no NaN loss
                     continue
-                with engine.autocast:
-                    _, loss = train_model(x, y)
-                (loss / cfg.gradient_accumulation_steps).backward()
-                loss_sum += loss.item()
+                with engine.gradient_sync(last=micro == micro_steps - 1):
+                    with engine.autocast:
+                        _, loss = train_model(x, y)
+                    (loss / micro_steps).backward()
+                loss_sum = engine.add_loss(loss_sum, loss)  # stays on the device
                 learned += 1
-            loss_value = loss_sum / max(learned, 1)
             logging = (step + 1) % cfg.log_interval == 0 and learned > 0
             grad_norm = None
             if learned and (cfg.grad_clip > 0 or logging):  # clipping off: the norm is measured on logged steps only
                 grad_norm = engine.clip_grad_norm(model, cfg.grad_clip if cfg.grad_clip > 0 else math.inf)
+            shared = cfg.gradient_accumulation_steps if learned == micro_steps else max(learned, 1) * ranks.world_size
+            loss_mean = ranks.sum(loss_sum) / shared
+            loss_value, grad_norm = engine.read_numbers(loss_mean, grad_norm)  # the step's one host sync
             if not (math.isfinite(loss_value) and (grad_norm is None or math.isfinite(grad_norm))):
-                raise diverged(run, loss_value, grad_norm, step + 1)
+                raise everywhere(diverged(run, loss_value, grad_norm, step + 1))
             if learned:  # a step without a target moves no weight
                 optimizer.step()
             optimizer.zero_grad(set_to_none=True)
             step += 1
             dt = time.perf_counter() - t0
             step_times.append(dt)
+            mfu = utilisation.mfu(tokens_per_step / dt) if utilisation else None
             bar.update(1)
             bar.set_postfix(loss=f"{loss_value:.4f}", lr=f"{lr:.2e}", tok_s=f"{tokens_per_step / dt:,.0f}",
-                            refresh=False)
+                            **({"mfu": f"{100 * mfu:.1f}%"} if mfu is not None else {}), refresh=False)
             if logging:
                 write_metric(metrics, {"kind": "train", "step": step, "loss": loss_value, "lr": lr,
                                        "grad_norm": grad_norm, "ms_per_step": 1000 * dt,
-                                       "tokens_per_s": tokens_per_step / dt})
+                                       "tokens_per_s": tokens_per_step / dt,
+                                       **({"mfu": mfu} if mfu is not None else {})})
                 if not on_terminal and time.time() - last_line >= LOG_EVERY_S:
                     log(f"step {step}/{cfg.max_iters}: loss {loss_value:.4f}, lr {lr:.2e}, "
                         f"{1000 * median(step_times[-cfg.log_interval:]):.1f} ms/step")
@@ -141,30 +168,39 @@ def train_loop(run, cfg, data, model, optimizer, engine, streams, step, best_val
                 last_line = time.time()
                 if losses["val"] < best_val:
                     best_val = losses["val"]
-                    save_best(run, model, step, best_val)
-            if step % cfg.ckpt_interval == 0 or step == cfg.max_iters or stop.requested:
+                    save_best(run, model, engine, step, best_val)
+            stopping = ranks.agree(stop.requested)  # a Ctrl-C seen by any rank stops all of them at this step
+            if step % cfg.ckpt_interval == 0 or step == cfg.max_iters or stopping:
                 save_latest(run, model, optimizer, engine, streams, step, best_val)
-            if stop.requested:
+            if stopping:
                 raise Interrupted(step, run.path)
     return summary(run, step, last_val, best_val, model, step_times, t_start)
 
 
 def estimate_loss(model, data, cfg, engine) -> dict:
     """Mean loss over eval_iters batches of each split. The batches are drawn from their own
-    generator, the same ones at every evaluation, so evaluating never moves the training streams."""
+    generator, the same ones at every evaluation, so evaluating never moves the training streams.
+    With several ranks, batch i is rank i mod W's; the ranks add their losses into one vector (the
+    others' places are zeros, so the sum is exact) and take the same mean as one process."""
     generator = torch.Generator().manual_seed(cfg.seed + 1)
+    ranks = engine.ranks
+    rounds = -(-cfg.eval_iters // ranks.world_size) * ranks.world_size if engine.parallel.lockstep else cfg.eval_iters
     model.eval()
     out = {}
     for split in ("train", "val"):
-        losses = []
-        for _ in range(cfg.eval_iters):
-            x, y = data.batch(split, cfg.batch_size, cfg.block_size, generator, engine.device)
-            if not bool((y >= 0).any()):  # an all-masked batch has no loss to estimate
-                continue
-            with engine.evaluating():
-                _, loss = model(x, y)
-            losses.append(loss.item())
-        out[split] = sum(losses) / len(losses) if losses else math.nan
+        losses, counted = torch.zeros(cfg.eval_iters), torch.zeros(cfg.eval_iters)
+        for i in range(rounds):
+            mine = i % ranks.world_size == ranks.rank
+            if i < cfg.eval_iters:
+                x, y = data.batch(split, cfg.batch_size, cfg.block_size, generator, engine.device if mine else "cpu")
+            if mine and data.masks_targets and i < cfg.eval_iters and not bool((y >= 0).any()):
+                continue  # an all-masked batch has no loss to estimate
+            if mine:  # past eval_iters: a forward only to keep in step with the other ranks (FSDP2 gathers)
+                with engine.evaluating():
+                    _, loss = model(x.to(engine.device), y.to(engine.device))
+                if i < cfg.eval_iters:
+                    losses[i], counted[i] = loss.item(), 1
+        out[split] = (ranks.sum(losses).sum() / ranks.sum(counted).sum()).item()  # 0 / 0: NaN, nothing to estimate
     model.train()
     return out
 
@@ -180,7 +216,7 @@ def fit_by_counting(run, cfg, data, model, engine, log) -> dict:
     run.truncate_metrics(0)
     with run.open_metrics() as metrics:
         write_metric(metrics, {"kind": "eval", "step": 1, "train_loss": losses["train"], "val_loss": losses["val"]})
-    save_best(run, model, 1, losses["val"])
+    save_best(run, model, engine, 1, losses["val"])
     run.save_checkpoint("latest", model, {"step": 1, "val_loss": losses["val"], "best_val_loss": losses["val"]})
     log(f"counted the training split: train loss {losses['train']:.4f}, val loss {losses['val']:.4f}")
     return summary(run, 1, losses["val"], losses["val"], model, [], t0)
