@@ -16,6 +16,7 @@ from nanostack.models import GPT, GPTConfig, ModelConfig
 from nanostack.models.gpt_numpy import NumpyGPT
 from nanostack.models.rotary import Rotary, apply_rotary
 from nanostack.train import make_config, train
+from nanostack.train.ema import WeightAverage
 from nanostack.loss import split_loss
 from nanostack.train.muon import Muon, MuonAdamW, hidden_matrices, make_muon_adamw, orthogonalize
 
@@ -321,3 +322,60 @@ def test_sigkill_then_resume_with_muon_equals_an_uninterrupted_run(corpus, tmp_p
     a = load_file(str(straight / "latest" / "model.safetensors"))
     b = load_file(str(killed / "latest" / "model.safetensors"))
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+# --- weight averaging (--ema) ----------------------------------------------------------------------------
+
+def test_weight_average_follows_the_weights_and_resumes_exactly():
+    model = tiny_gpt()
+    x, y = torch.randint(50, (4, 16)), torch.randint(50, (4, 16))
+    opt = WeightAverage(torch.optim.AdamW(model.parameters(), lr=1e-2), model, decay=0.9)
+    expected = [p.detach().clone() for p in model.parameters()]
+    for step in range(5):
+        _, loss = model(x, y)
+        loss.backward()
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+        expected = [0.9 * e + 0.1 * p.detach() for e, p in zip(expected, model.parameters())]
+        if step == 2:
+            saved = torch.load(save_to_buffer(opt.state_dict()), weights_only=True)
+            weights = {k: v.clone() for k, v in model.state_dict().items()}
+    for e, a in zip(expected, opt.model.parameters()):
+        assert torch.allclose(e, a, atol=1e-6)
+    assert opt.model.lm_head.weight is opt.model.transformer.wte.weight  # the copy stays tied
+    assert not torch.equal(opt.model.lm_head.weight, model.lm_head.weight)
+    resumed = tiny_gpt(seed=5)
+    resumed.load_state_dict(weights)
+    opt2 = WeightAverage(torch.optim.AdamW(resumed.parameters(), lr=1e-2), resumed, decay=0.9)
+    opt2.load_state_dict(saved)
+    for _ in range(2):
+        _, loss = resumed(x, y)
+        loss.backward()
+        opt2.step()
+        opt2.zero_grad(set_to_none=True)
+    for a, b in zip(opt.model.parameters(), opt2.model.parameters()):
+        assert torch.equal(a, b)
+
+
+def save_to_buffer(state) -> io.BytesIO:
+    buffer = io.BytesIO()
+    torch.save(state, buffer)
+    buffer.seek(0)
+    return buffer
+
+
+def test_ema_run_keeps_the_average_as_best_and_resumes_exactly(corpus, tmp_path):
+    settings = {**TINY, "data": str(corpus), "ema": 0.9, "eval_interval": 30}
+    straight, split = tmp_path / "straight", tmp_path / "split"
+    train(straight, settings, log=lambda *a: None)
+    train(split, {**settings, "max_iters": 20}, log=lambda *a: None)
+    train(split, {"max_iters": 30}, resume=True, log=lambda *a: None)
+    for which in ("latest", "best"):
+        a, b = (load_file(str(run / which / "model.safetensors")) for run in (straight, split))
+        assert all(torch.equal(a[k], b[k]) for k in a), which
+    live, best = (load_file(str(straight / which / "model.safetensors")) for which in ("latest", "best"))
+    average = torch.load(straight / "latest" / "optimizer.pt", weights_only=True)["average"]
+    assert not torch.equal(live["lm_head.weight"], best["lm_head.weight"])
+    assert any(torch.equal(best["lm_head.weight"], a) for a in average)  # best/ holds the average
+    with pytest.raises(UserError, match="--ema is for the torch backend"):
+        make_config(None, {"backend": "numpy", "ema": 0.99})
