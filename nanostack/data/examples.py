@@ -39,9 +39,13 @@ class Examples(Dataset):
     places: dict = field(default_factory=dict, repr=False)  # text -> [(document, offset)], in order
     _tensors: dict = field(default_factory=dict, repr=False)
     _longest: int = field(default=0, repr=False)
-    skipped: list = field(default_factory=list)  # files of a folder that were left out
+    skipped_files: list = field(default_factory=list)  # files of a folder that were left out
 
     heldout = "test"
+
+    @property
+    def skipped(self) -> list:  # a property in Dataset: a dataclass field of that name cannot be set on 3.11
+        return self.skipped_files
 
     @property
     def boundary(self) -> str:
@@ -195,6 +199,6 @@ def read_examples(spec: str, seed: int, kind: str = "lines", tokenizer="char") -
             tokenizer = spec_value.build(train_text + "\n", test_text, special_tokens=specials)
     data_hash = hashlib.sha256(f"{kind}|{seed}|".encode() + text.encode("utf-8")).hexdigest()
     data = Examples(spec, tokenizer, [words[i] for i in order[:-test_size]], [words[i] for i in order[-test_size:]],
-                    data_hash, kind=kind, places=places, skipped=corpus.skipped)
+                    data_hash, kind=kind, places=places, skipped_files=corpus.skipped)
     data.boundary_id  # noqa: B018  (refuses a tokenizer without the boundary as one token, before training)
     return data
