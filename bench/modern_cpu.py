@@ -30,9 +30,9 @@ from pathlib import Path
 
 import torch
 
-from nanostack.data import prepare_shards
+from nanostack.data import open_dataset
+from nanostack.loss import split_loss
 from nanostack.models import GPT, GPTConfig
-from nanostack.train.evaluate import split_loss
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from train_cpu_small import NANOGPT_ARGS  # noqa: E402  nanoGPT's settings for this size, shared with that bench
@@ -96,7 +96,7 @@ def score_nanogpt_checkpoint(path: Path) -> float:
     state = {k.removeprefix("_orig_mod."): v for k, v in ckpt["model"].items()}
     model.load_state_dict(state, strict=False)  # lm_head.weight arrives through its tied twin
     assert model.lm_head.weight is model.transformer.wte.weight
-    return split_loss(model, prepare_shards("shakespeare", log=lambda *a: None).val, args["block_size"])
+    return split_loss(model, open_dataset("shakespeare", log=lambda *a: None), "val", args["block_size"])
 
 
 def main():
@@ -108,7 +108,7 @@ def main():
     parser.add_argument("--nanogpt-iters", type=int, default=2000)
     parser.add_argument("--max-iters", type=int, help="override the presets' max_iters (and lr_decay_iters)")
     args = parser.parse_args()
-    prepare_shards("shakespeare", log=lambda *a: None)  # once, outside the timings
+    open_dataset("shakespeare", log=lambda *a: None)  # tokenized and cached once, outside the timings
     for i in range(args.rounds):
         results = {}
         for preset in args.presets.split(","):
