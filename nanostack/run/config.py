@@ -68,7 +68,8 @@ class TrainConfig:
     grad_clip: float = _f(1.0, "clip the gradient norm to this value, 0 to turn off")
     optimizer: str = _f("adamw", "adamw, or muon: Muon (orthogonalised momentum) for the transformer's hidden "
                                  "matrices and AdamW for the rest")
-    muon_lr: float = _f(0.02, "Muon's peak learning rate (it follows learning_rate's warmup and decay)")
+    muon_lr: float = _f(0.02, "Muon's peak learning rate: it follows learning_rate's warmup and decay, and "
+                              "weight_decay shrinks Muon's matrices by lr * weight_decay a step, as AdamW's")
     muon_momentum: float = _f(0.95, "Muon's momentum")
     ema: float = _f(0.0, "keep an exponential moving average of the weights with this decay, e.g. 0.999 (0: off); "
                          "evaluations and best/ use the average, latest/ the live weights (and the average, to resume)")
