@@ -1,13 +1,16 @@
 """RowKVCache: many sequences at different lengths decoded in one batch give each sequence the
 logits of its own full forward pass (the server's continuous batching rests on this)."""
+import pytest
 import torch
 
 from nanostack.models import GPT, GPTConfig
 
+MODERN = {"rotary": True, "rmsnorm": True, "qk_norm": True, "activation": "relu2", "untied_head": True}
 
-def tiny_gpt(block=16):
+
+def tiny_gpt(block=16, **options):
     torch.manual_seed(0)
-    return GPT(GPTConfig(vocab_size=50, block_size=block, n_layer=2, n_head=2, n_embd=32)).double().eval()
+    return GPT(GPTConfig(vocab_size=50, block_size=block, n_layer=2, n_head=2, n_embd=32, **options)).double().eval()
 
 
 def full_logits(model, seq):
@@ -16,9 +19,10 @@ def full_logits(model, seq):
     return logits[0]
 
 
+@pytest.mark.parametrize("options", [{}, MODERN], ids=["gpt2", "modern"])
 @torch.no_grad()
-def test_rows_at_different_lengths_decode_as_if_alone():
-    model = tiny_gpt()
+def test_rows_at_different_lengths_decode_as_if_alone(options):
+    model = tiny_gpt(**options)  # rotary: each row's keys turn by its own positions
     gen = torch.Generator().manual_seed(1)
     seqs = [torch.randint(50, (n,), generator=gen).tolist() for n in (3, 9, 1, 6)]
     cache = model.new_row_cache(6)

@@ -40,9 +40,13 @@ class Examples(Dataset):
     places: dict = field(default_factory=dict, repr=False)  # text -> [(document, offset)], in order
     _tensors: dict = field(default_factory=dict, repr=False)
     _longest: int = field(default=0, repr=False)
-    skipped: list = field(default_factory=list)  # files of a folder that were left out
+    skipped_files: list = field(default_factory=list)  # files of a folder that were left out
 
     heldout = "test"
+
+    @property
+    def skipped(self) -> list:  # a property in Dataset: a dataclass field of that name cannot be set on 3.11
+        return self.skipped_files
 
     @property
     def boundary(self) -> str:
@@ -221,6 +225,6 @@ def read_examples(spec: str, seed: int, kind: str = "lines", tokenizer="char") -
         tokenizer = examples_tokenizer(spec_value, kind, train_words, test_words)
     data_hash = hashlib.sha256(f"{kind}|{seed}|".encode() + text.encode("utf-8")).hexdigest()
     data = Examples(spec, tokenizer, train_words, test_words, data_hash, kind=kind, places=places,
-                    skipped=corpus.skipped)
+                    skipped_files=corpus.skipped)
     data.boundary_id  # noqa: B018  (refuses a tokenizer without the boundary as one token, before training)
     return data

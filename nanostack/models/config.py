@@ -1,9 +1,18 @@
 """ModelConfig: the shape of any model of models/, and which one it is (kind); which kinds the numpy
-engine (nanostack.grad) also runs."""
+engine (nanostack.grad) also runs.
+
+The transformer also reads the modern options (all off by default, which is GPT-2's architecture);
+`modern_options` names the ones a config turns on, for what cannot hold them (the numpy twin,
+export formats).
+"""
 from dataclasses import dataclass
 
 KINDS = ("transformer", "bigram", "bigram_counts", "mlp", "rnn", "gru", "lstm", "wavenet")
-ACTIVATIONS = ("gelu", "gelu_tanh")  # the transformer MLP's: exact erf GELU, GPT-2's tanh GELU (gelu_new)
+ACTIVATIONS = ("gelu", "gelu_tanh", "relu2")  # exact erf GELU, GPT-2's tanh GELU (gelu_new), ReLU squared
+GPT2_ACTIVATIONS = ("gelu", "gelu_tanh")  # the two GELUs are GPT-2's architecture, not a modern option
+# the transformer's options beyond GPT-2, each with the value that turns it off
+MODERN_DEFAULTS = {"rotary": False, "rmsnorm": False, "qk_norm": False, "activation": "gelu", "untied_head": False,
+                   "zero_init": False}
 
 
 @dataclass
@@ -19,11 +28,22 @@ class ModelConfig:
     bias: bool = True
     batchnorm: bool = False   # mlp and wavenet: BatchNorm after the hidden layer(s)
     context: int = 0          # mlp and wavenet: how many tokens back they read (0: block_size)
+    # transformer, modern options
+    rotary: bool = False      # rotary position embeddings on queries and keys instead of a learned wpe
+    rmsnorm: bool = False     # RMSNorm (a gain, no mean, no bias) instead of LayerNorm
+    qk_norm: bool = False     # RMSNorm on each head's queries and keys before attention
     activation: str = "gelu"  # the MLP's nonlinearity, one of ACTIVATIONS
+    untied_head: bool = False  # a language-model head of its own instead of the token embedding
+    zero_init: bool = False   # output projections (attention, MLP, an untied head) start at zero
 
     @property
     def context_width(self) -> int:
         return self.context or self.block_size
+
+    def modern_options(self) -> list:
+        """The names of the modern options this config turns on."""
+        return [name for name, off in MODERN_DEFAULTS.items() if getattr(self, name) != off
+                and not (name == "activation" and self.activation in GPT2_ACTIVATIONS)]
 
     def problem(self):
         """What makes this shape impossible (a message), or None: a hand-edited config is checked here."""
@@ -37,19 +57,24 @@ class ModelConfig:
             return f"n_embd ({self.n_embd}) is not divisible by n_head ({self.n_head})"
         if not isinstance(self.dropout, (int, float)) or not 0 <= self.dropout < 1:
             return f"dropout must be in [0, 1), not {self.dropout!r}"
-        if self.activation not in ACTIVATIONS:
-            return f"unknown activation {self.activation!r}"
         if not isinstance(self.context, int) or self.context < 0:
             return f"context must be a whole number >= 0, not {self.context!r}"
+        if self.activation not in ACTIVATIONS:
+            return f"unknown activation {self.activation!r}"
+        if self.rotary and (self.n_embd // self.n_head) % 2:
+            return f"rotary embeddings need an even head size, not {self.n_embd // self.n_head}"
         return None
 
 
 NUMPY_KINDS = ("transformer", "mlp")  # the models written twice: on torch, and on nanostack.grad (numpy)
 
 
-def numpy_support_problem(kind: str, batchnorm: bool = False):
-    """Why the numpy engine cannot run this model (a message), or None when it can."""
+def numpy_support_problem(kind: str, batchnorm: bool = False, modern=()):
+    """Why the numpy engine cannot run this model (a message), or None when it can. `modern`: the
+    modern options (or Muon, weight averaging...) asked for; the numpy twin is GPT-2 with AdamW only."""
     if kind not in NUMPY_KINDS or batchnorm:
         return (f"the numpy backend trains the transformer and the mlp (no batchnorm), not "
                 f"{kind}{' with batchnorm' if batchnorm else ''}")
+    if modern:
+        return f"the numpy backend trains GPT-2's architecture with AdamW; it has no {', '.join(modern)}"
     return None

@@ -55,9 +55,12 @@ def is_numpy(model) -> bool:
 def build_model(backend: str, config: ModelConfig, seed: int, device: str = "cpu"):
     """A freshly initialised model of config.kind on `backend`; the seed fixes the initial weights
     (and, on numpy, the dropout stream)."""
-    problem = config.problem() or (numpy_support_problem(config.kind, config.batchnorm) if backend == "numpy" else None)
+    problem = config.problem()
     if problem:
         raise UserError(f"cannot build the model: {problem}", "fix the model settings")
+    problem = numpy_support_problem(config.kind, config.batchnorm, config.modern_options()) if backend == "numpy" else None
+    if problem:
+        raise UserError(f"cannot build the model: {problem}", "use --backend torch")
     try:
         if backend == "numpy":
             grad_nn.manual_seed(seed)

@@ -9,6 +9,7 @@ import math
 
 import numpy as np
 
+from nanostack.errors import UserError
 from nanostack.grad import functional as F
 from nanostack.grad import nn
 from nanostack.models.config import ModelConfig as GPTConfig
@@ -60,6 +61,9 @@ class Block(nn.Module):
 
 class NumpyGPT(nn.Module):
     def __init__(self, config: GPTConfig, dtype=np.float32):
+        if config.modern_options():  # the twin is GPT-2's architecture only
+            raise UserError(f"the numpy GPT has none of the modern options ({', '.join(config.modern_options())})",
+                            "use --backend torch for a model with them")
         self.config = config
         self.transformer = dict(
             wte=nn.Embedding(config.vocab_size, config.n_embd, dtype=dtype),

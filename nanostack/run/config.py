@@ -11,7 +11,7 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 from nanostack.errors import UserError
-from nanostack.models.config import ACTIVATIONS
+from nanostack.models.config import ACTIVATIONS, GPT2_ACTIVATIONS, MODERN_DEFAULTS
 from nanostack.models.config import KINDS as MODEL_KINDS
 from nanostack.models.config import numpy_support_problem
 from nanostack.tokenizer import TokenizerSpec
@@ -22,6 +22,7 @@ EXAMPLES_MODES = ("auto", "stream", "lines", "paragraphs", "chat")
 DTYPES = ("auto", "float32", "bfloat16", "float64")
 PARALLEL_MODES = ("ddp", "fsdp")
 SWITCHES = ("auto", "true", "false")  # settings that are on, off, or chosen by the device (auto)
+OPTIMIZERS = ("adamw", "muon")
 
 
 def _f(default, help):
@@ -54,7 +55,13 @@ class TrainConfig:
                             "and paragraphs)")
     dropout: float = _f(0.0, "dropout probability, 0 to turn off")
     bias: bool = _f(True, "use biases in Linear and LayerNorm layers")
-    activation: str = _f("gelu", "the MLP's nonlinearity: gelu (exact) or gelu_tanh (GPT-2's)")
+    # transformer, modern options (off: GPT-2's architecture; the cpu_modern preset turns them on)
+    rotary: bool = _f(False, "rotary position embeddings on queries and keys instead of learned positions")
+    rmsnorm: bool = _f(False, "RMSNorm instead of LayerNorm")
+    qk_norm: bool = _f(False, "RMSNorm on each head's queries and keys")
+    activation: str = _f("gelu", "the MLP's nonlinearity: gelu (exact), gelu_tanh (GPT-2's) or relu2 (ReLU squared)")
+    untied_head: bool = _f(False, "a language-model head of its own, not tied to the token embedding")
+    zero_init: bool = _f(False, "start the output projections (and an untied head) at zero")
     # optimisation
     batch_size: int = _f(12, "sequences per micro-batch")
     gradient_accumulation_steps: int = _f(1, "micro-batches per optimizer step")
@@ -67,11 +74,20 @@ class TrainConfig:
     beta1: float = _f(0.9, "AdamW beta1")
     beta2: float = _f(0.99, "AdamW beta2")
     grad_clip: float = _f(1.0, "clip the gradient norm to this value, 0 to turn off")
+    optimizer: str = _f("adamw", "adamw, or muon: Muon (orthogonalised momentum) for the transformer's hidden "
+                                 "matrices and AdamW for the rest")
+    muon_lr: float = _f(0.02, "Muon's peak learning rate: it follows learning_rate's warmup and decay, and "
+                              "weight_decay shrinks Muon's matrices by lr * weight_decay a step, as AdamW's")
+    muon_momentum: float = _f(0.95, "Muon's momentum")
+    ema: float = _f(0.0, "keep an exponential moving average of the weights with this decay, e.g. 0.999 (0: off); "
+                         "evaluations and best/ use the average, latest/ the live weights (and the average, to resume)")
     # evaluation, logging and checkpoints
     eval_interval: int = _f(250, "estimate train/val loss every this many steps")
     eval_iters: int = _f(20, "batches per loss estimate")
     log_interval: int = _f(10, "append the training loss to metrics.jsonl every this many steps")
     ckpt_interval: int = _f(250, "write the latest checkpoint every this many steps")
+    stop_at_val: float = _f(0.0, "stop once the val loss over the whole val split, computed at each evaluation, "
+                                  "is at or below this (0: off)")
     # system
     backend: str = _f("torch", "torch, or numpy: the from-scratch nanostack.grad engine (CPU only, slower; "
                                "its checkpoints load on torch and back)")
@@ -96,10 +112,10 @@ class TrainConfig:
             if getattr(self, name) <= 0:
                 raise UserError(f"{name} must be positive, got {getattr(self, name)}", f"set --{_flag(name)} > 0")
         for name in ["learning_rate", "min_lr", "weight_decay", "grad_clip", "warmup_iters", "context", "block_size",
-                     "seed"]:
+                     "seed", "muon_lr", "stop_at_val"]:
             if getattr(self, name) < 0:
                 raise UserError(f"{name} must not be negative, got {getattr(self, name)}", f"set --{_flag(name)} >= 0")
-        for name in ["dropout", "beta1", "beta2"]:
+        for name in ["dropout", "beta1", "beta2", "muon_momentum", "ema"]:
             if not 0 <= getattr(self, name) < 1:
                 raise UserError(f"{name} must be in [0, 1), got {getattr(self, name)}", f"fix --{_flag(name)}")
         if self.model == "transformer" and self.n_embd % self.n_head:
@@ -125,6 +141,7 @@ class TrainConfig:
         TokenizerSpec.parse(self.tokenizer)
         if self.backend not in BACKENDS:
             raise UserError(f"unknown backend {self.backend!r}", f"use one of: {', '.join(BACKENDS)}")
+        self._validate_modern()
         if self.backend == "numpy":
             if self.device not in ("auto", "cpu"):
                 raise UserError(f"the numpy backend runs on the CPU, not on {self.device}", "use --device cpu or auto")
@@ -132,10 +149,32 @@ class TrainConfig:
                 raise UserError("the numpy backend computes in float32 only", "use --dtype float32 or auto")
             if self.compile == "true":
                 raise UserError("--compile is for the torch backend", "drop --compile, or use --backend torch")
+            for name in ("stop_at_val", "ema"):
+                if getattr(self, name):
+                    raise UserError(f"--{_flag(name)} is for the torch backend", "drop it, or use --backend torch")
             problem = numpy_support_problem(self.model, self.batchnorm)
             if problem:
                 raise UserError(problem, "use --backend torch for the other makemore models")
         return self
+
+    def _validate_modern(self) -> None:
+        if self.activation not in ACTIVATIONS:
+            raise UserError(f"unknown activation {self.activation!r}", f"use one of: {', '.join(ACTIVATIONS)}")
+        if self.optimizer not in OPTIMIZERS:
+            raise UserError(f"unknown optimizer {self.optimizer!r}", f"use one of: {', '.join(OPTIMIZERS)}")
+        modern = [name for name, off in MODERN_DEFAULTS.items() if getattr(self, name) != off
+                  and not (name == "activation" and self.activation in GPT2_ACTIVATIONS)]  # as ModelConfig's
+        if self.optimizer == "muon":
+            modern.append("optimizer muon")
+        if modern and self.model != "transformer":
+            raise UserError(f"{', '.join(modern)}: options of the transformer, not of the {self.model}",
+                            "drop them, or use --model transformer")
+        if modern and self.backend == "numpy":
+            raise UserError(numpy_support_problem(self.model, self.batchnorm, modern),
+                            "drop those options, or use --backend torch")
+        if self.rotary and (self.n_embd // self.n_head) % 2:
+            raise UserError(f"rotary embeddings need an even head size, and {self.n_embd} / {self.n_head} heads "
+                            f"is {self.n_embd // self.n_head}", "choose n_embd and n_head so n_embd / n_head is even")
 
 
 def _flag(name: str) -> str:

@@ -99,8 +99,9 @@ class Engine:
         else:
             self.parallel.load_weights(model, path)
 
-    def optimizer(self, model, learning_rate, weight_decay, betas):
-        return make_optimizer(model, learning_rate, weight_decay, betas, self.device_type, numpy=self.numpy)
+    def optimizer(self, model, learning_rate, weight_decay, betas, kind="adamw", muon_lr=0.02, muon_momentum=0.95):
+        return make_optimizer(model, learning_rate, weight_decay, betas, self.device_type, numpy=self.numpy, kind=kind,
+                              muon_lr=muon_lr, muon_momentum=muon_momentum)
 
     def clip_grad_norm(self, model, max_norm: float):
         """Clip the gradients' joint norm to max_norm (inf: measure only); return the norm before clipping

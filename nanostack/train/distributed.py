@@ -169,6 +169,9 @@ def check_parallel_settings(cfg, world_size: int) -> None:
     if cfg.parallel == "fsdp" and getattr(cfg, "optimizer", "adamw") == "muon":
         raise UserError("Muon needs whole weight matrices, and --parallel fsdp shards them",
                         "use --parallel ddp with Muon, or --optimizer adamw with FSDP")
+    if getattr(cfg, "ema", 0):
+        raise UserError("--ema keeps one process's copy of the weights; several ranks do not average it",
+                        "drop --ema under torchrun, or train in one process")
     if cfg.parallel == "fsdp" and cfg.model != "transformer":
         raise UserError(f"--parallel fsdp shards the transformer's blocks; the {cfg.model} has none",
                         "use --parallel ddp")

@@ -21,7 +21,8 @@ from nanostack.train.distributed import check_parallel_settings
 
 # settings a resumed run cannot change: they fix the weights' shapes, or what the data and its ids are
 FIXED_ON_RESUME = ("model", "n_layer", "n_head", "n_embd", "n_embd2", "block_size", "bias", "batchnorm", "context",
-                   "data", "tokenizer", "examples", "backend", "seed", "activation", "init")
+                   "data", "tokenizer", "examples", "backend", "seed", "init",
+                   "rotary", "rmsnorm", "qk_norm", "activation", "untied_head", "zero_init", "optimizer", "ema")
 
 
 def settle_config(run, overrides: dict, preset, resume: bool, force: bool, world_size: int = 1):

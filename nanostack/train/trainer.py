@@ -18,7 +18,9 @@ from tqdm import tqdm
 
 from nanostack.data import open_dataset
 from nanostack.errors import Interrupted, UserError
+from nanostack.loss import split_loss
 from nanostack.models import ModelConfig
+from nanostack.models.config import MODERN_DEFAULTS
 from nanostack.run import RunFolder, TrainConfig
 from nanostack.run.config import make_config
 from nanostack.train.backends import Engine
@@ -27,6 +29,7 @@ from nanostack.train.distributed import Ranks, everywhere
 from nanostack.train.init_from import load_base_weights, open_init_dataset, settle_init
 from nanostack.train.mfu import Utilisation
 from nanostack.train.sampler import GlobalSampler
+from nanostack.train.ema import WeightAverage
 from nanostack.train.start import settle_config
 from nanostack.train.schedule import get_lr
 
@@ -36,7 +39,8 @@ LOG_EVERY_S = 5.0  # without a terminal, a progress line at most this often (at 
 def model_config(cfg: TrainConfig, vocab_size: int) -> ModelConfig:
     return ModelConfig(vocab_size=vocab_size, block_size=cfg.block_size, kind=cfg.model, n_layer=cfg.n_layer,
                        n_head=cfg.n_head, n_embd=cfg.n_embd, n_embd2=cfg.n_embd2, dropout=cfg.dropout, bias=cfg.bias,
-                       batchnorm=cfg.batchnorm, context=cfg.context, activation=cfg.activation)
+                       batchnorm=cfg.batchnorm, context=cfg.context,
+                       **{name: getattr(cfg, name) for name in MODERN_DEFAULTS})
 
 
 def train(out, cfg_overrides=None, preset=None, resume=False, force=False, log=tqdm.write) -> dict:
@@ -63,7 +67,10 @@ def train_as(ranks, run, cfg_overrides, preset, resume, force, log) -> dict:
             run.clear()  # a new run, or --force: the old run's files go, a user's own files stay
         if getattr(model, "learns_by_counting", False):  # bigram_counts: fitted in one pass, no optimizer
             return fit_by_counting(run, cfg, data, model, engine, log)
-        optimizer = engine.optimizer(model, cfg.learning_rate, cfg.weight_decay, (cfg.beta1, cfg.beta2))
+        optimizer = engine.optimizer(model, cfg.learning_rate, cfg.weight_decay, (cfg.beta1, cfg.beta2), cfg.optimizer,
+                                     cfg.muon_lr, cfg.muon_momentum)
+        if cfg.ema:  # evaluations and best/ use the average; latest/ holds both
+            optimizer = WeightAverage(optimizer, model, cfg.ema)
         streams = RandomStreams(cfg.seed, engine)
         step, best_val = 0, math.inf
         if resume and run.checkpoint("latest") is not None:
@@ -107,9 +114,10 @@ def train_loop(run, cfg, data, model, optimizer, engine, streams, step, best_val
     ranks = engine.ranks
     sampler = GlobalSampler(data, ranks.rank, ranks.world_size)  # one process's batches, dealt out to the ranks
     micro_steps = cfg.gradient_accumulation_steps // ranks.world_size  # this rank's share of the step's
+    eval_model = optimizer.model if cfg.ema else model
     tokens_per_step = cfg.batch_size * cfg.block_size * cfg.gradient_accumulation_steps
     utilisation = None if engine.numpy else Utilisation(model, cfg.block_size, engine.device, ranks.world_size)
-    step_times, last_val, t_start, last_line = [], None, time.time(), time.time()
+    step_times, last_val, t_start, last_line, reached = [], None, time.time(), time.time(), False
     on_terminal = sys.stderr.isatty() and ranks.main  # a bar on a terminal; logs get a line now and then instead
     bar = tqdm(total=cfg.max_iters, initial=step, unit="step", dynamic_ncols=True, disable=not on_terminal)
     with StopFlag() as stop, run.open_metrics() as metrics, bar:
@@ -117,7 +125,7 @@ def train_loop(run, cfg, data, model, optimizer, engine, streams, step, best_val
             t0 = time.perf_counter()
             lr = get_lr(step, cfg.learning_rate, cfg.min_lr, cfg.warmup_iters, cfg.lr_decay_iters)
             for group in optimizer.param_groups:
-                group["lr"] = lr
+                group["lr"] = lr * group.get("lr_scale", 1.0)  # Muon's groups peak at their own rate
             # forward and backward, over this rank's micro-batches; gradients are reduced on the last
             loss_sum, learned = 0.0, 0
             for micro in range(micro_steps):
@@ -159,22 +167,30 @@ def train_loop(run, cfg, data, model, optimizer, engine, streams, step, best_val
                         f"{1000 * median(step_times[-cfg.log_interval:]):.1f} ms/step")
                     last_line = time.time()
             if step % cfg.eval_interval == 0 or step == cfg.max_iters:
-                losses = estimate_loss(model, data, cfg, engine)
+                losses = estimate_loss(eval_model, data, cfg, engine)
+                if cfg.stop_at_val:  # decided on the exact figure, never on the noisy estimate
+                    losses["val_full"] = split_loss(eval_model, data, "val", cfg.block_size, engine.device)
+                    reached = losses["val_full"] <= cfg.stop_at_val
                 last_val = losses["val"]
                 write_metric(metrics, {"kind": "eval", "step": step, "train_loss": losses["train"],
-                                       "val_loss": losses["val"]})
+                                       "val_loss": losses["val"],
+                                       **({"val_loss_full": losses["val_full"]} if cfg.stop_at_val else {})})
                 log(f"step {step}: train loss {losses['train']:.4f}, val loss {losses['val']:.4f}, "
                     f"lr {lr:.2e}, {1000 * median(step_times[-cfg.eval_interval:]):.1f} ms/step")
                 last_line = time.time()
                 if losses["val"] < best_val:
                     best_val = losses["val"]
-                    save_best(run, model, engine, step, best_val)
+                    save_best(run, eval_model, engine, step, best_val)
             stopping = ranks.agree(stop.requested)  # a Ctrl-C seen by any rank stops all of them at this step
-            if step % cfg.ckpt_interval == 0 or step == cfg.max_iters or stopping:
+            if step % cfg.ckpt_interval == 0 or step == cfg.max_iters or stopping or reached:
                 save_latest(run, model, optimizer, engine, streams, step, best_val)
+            if reached:
+                log(f"step {step}: val loss over the whole split {losses['val_full']:.4f} reached "
+                    f"--stop-at-val {cfg.stop_at_val}: stopping")
+                break
             if stopping:
                 raise Interrupted(step, run.path)
-    return summary(run, step, last_val, best_val, model, step_times, t_start)
+    return {**summary(run, step, last_val, best_val, model, step_times, t_start), "reached_val": reached}
 
 
 def estimate_loss(model, data, cfg, engine) -> dict:
