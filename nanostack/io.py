@@ -8,7 +8,7 @@ NANOSTACK_DATA_DIR when a local copy is provided.
 import json
 import os
 import shutil
-import urllib.request
+import sys
 from pathlib import Path
 
 from nanostack.errors import UserError
@@ -104,8 +104,10 @@ def fetch_once(name: str, filename: str, url: str) -> Path:
         return path
     path = cache_dir() / "downloads" / filename
     if not path.is_file():
-        print(f"downloading {name} from {url}", flush=True)
+        print(f"downloading {name} from {url}", file=sys.stderr, flush=True)
         try:
+            import urllib.request  # noqa: PLC0415  (slow to import; only a download needs it)
+
             with urllib.request.urlopen(url, timeout=60) as response:
                 data = response.read()
         except OSError as e:

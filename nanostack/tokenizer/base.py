@@ -12,7 +12,6 @@ or a set of names encodes those as their special ids.
 """
 import json
 
-import numpy as np
 import regex
 
 from nanostack.errors import UserError
@@ -119,8 +118,10 @@ class Tokenizer:
         raise UserError(f"allowed_special must be one of {SPECIAL_MODES} or a set, not {allowed_special!r}",
                         "use 'none_raise' (default), 'none', 'all' or a set of special tokens")
 
-    def encode_array(self, text: str) -> np.ndarray:
-        """encode_ordinary as an int64 array (what token shards store)."""
+    def encode_array(self, text: str):
+        """encode_ordinary as an int64 numpy array (what token shards store)."""
+        import numpy as np  # noqa: PLC0415  (not loaded by a CLI that only parses arguments)
+
         return np.asarray(self.encode_ordinary(text), dtype=np.int64)
 
     def decode_bytes(self, ids) -> bytes:

@@ -3,7 +3,7 @@
 Encoding and decoding go through numpy, so preparing tens of megabytes of text takes a second.
 Special tokens (for chat, or the end of a paragraph) take ids after the characters.
 """
-import numpy as np
+from functools import cached_property
 
 from nanostack.errors import UserError
 from nanostack.tokenizer.base import Tokenizer, read_special_tokens
@@ -14,9 +14,14 @@ class CharTokenizer(Tokenizer):
 
     def __init__(self, chars: str, special_tokens=None):
         self.chars = chars  # sorted, unique; token id = position in this string
-        self._codepoints = np.frombuffer(chars.encode("utf-32-le"), dtype=np.uint32)
         self.stoi = {c: i for i, c in enumerate(chars)}
         super().__init__(special_tokens)
+
+    @cached_property
+    def _codepoints(self):
+        import numpy as np  # noqa: PLC0415  (numpy is loaded when text is encoded, not when a CLI starts)
+
+        return np.frombuffer(self.chars.encode("utf-32-le"), dtype=np.uint32)
 
     @classmethod
     def from_text(cls, text: str, special_tokens=()) -> "CharTokenizer":
@@ -28,7 +33,9 @@ class CharTokenizer(Tokenizer):
     def ordinary_vocab_size(self) -> int:
         return len(self.chars)
 
-    def encode_array(self, text: str) -> np.ndarray:
+    def encode_array(self, text: str):
+        import numpy as np  # noqa: PLC0415
+
         codepoints = np.frombuffer(text.encode("utf-32-le"), dtype=np.uint32)
         if not len(self._codepoints):
             ids = np.zeros(len(codepoints), dtype=np.int64)
