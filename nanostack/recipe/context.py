@@ -31,6 +31,7 @@ from nanostack.train.trainer import model_config
 
 BASELINE_TOKENS = 2_000_000   # tokens of each split read for the unigram and bigram baselines
 BIGRAM_WEIGHT = 0.9           # the bigram baseline: 0.9 x counts(next | current) + 0.1 x unigram
+STATS_ROWS = 32               # rows of the batch the statistics at initialization are measured on
 SCORED_ROWS = 2000            # held-out rows scored with the trained model for the report
 
 
@@ -161,7 +162,8 @@ class DoctorContext:
         return sum(losses) / len(losses)
 
     def val_batches(self, n: int = 4) -> list:
-        return [self.batch("val", i) for i in range(n)]
+        """n held-out batches of at least STATS_ROWS rows (a loss on a few short examples is too noisy)."""
+        return [self.batch("val", i, batch_size=max(self.batch_size, STATS_ROWS)) for i in range(n)]
 
     # ---- baselines -------------------------------------------------------------------------------------
     @cached_property
@@ -180,11 +182,11 @@ class DoctorContext:
     # ---- shared measurements ----------------------------------------------------------------------------
     @cached_property
     def init_stats(self) -> dict:
-        """{layer name: {"kind", "act": stats, "grad": stats}} of one forward and backward of the trainer's first
-        batch at initialization (train mode, as training runs)."""
+        """{layer name: {"kind", "act": stats, "grad": stats}} of one forward and backward at initialization (train
+        mode, as training runs) on a batch of at least STATS_ROWS rows: "dead at every position" needs positions."""
         model = self.new_model()
-        x, y = self.first_batch()
-        with Capture(model) as capture:
+        x, y = self.batch("train", 0, batch_size=max(self.batch_size, STATS_ROWS))
+        with Capture(model, mask=y != -1) as capture:  # padding positions are not what the model learns from
             self.loss(model, x, y).backward()
         layers = {name: {"kind": layer["kind"], "act": layer["act"].reduce(),
                          "grad": None if layer["grad"].empty else layer["grad"].reduce()}
@@ -199,12 +201,34 @@ class DoctorContext:
         return dependence_chart(self)
 
     @cached_property
+    def lr_found(self) -> dict:
+        """fastai's learning-rate range test on a fresh copy (see training.lr_find)."""
+        from nanostack.recipe.training import lr_find  # noqa: PLC0415
+
+        return lr_find(self)
+
+    @property
+    def suggested_lr(self) -> float:
+        """lr_at_min/10 (fastai's "minimum/10"), or the run's lr when the range test found no minimum."""
+        at_min = self.lr_found["lr_at_min"]
+        return at_min / 10 if at_min else self.learning_rate
+
+    @cached_property
     def short_training(self) -> dict:
-        """The same init trained for `steps` steps on real inputs and on zeroed inputs (input-dependence),
-        with the update ratios of the real run (update-ratio when the run has no probes)."""
+        """The same init trained on real inputs and on zeroed inputs (input-dependence), at the range test's
+        suggested lr: the check is about the data, so an lr too high or too low must not decide it."""
         from nanostack.recipe.training import train_with_and_without_inputs  # noqa: PLC0415
 
-        return train_with_and_without_inputs(self, self.limits("input-dependence")["steps"])
+        t = self.limits("input-dependence")
+        return train_with_and_without_inputs(self, self.suggested_lr, int(t["steps"]), int(t["max_steps"]),
+                                             t["margin"])
+
+    @cached_property
+    def update_ratios(self) -> list:
+        """Update ratios of a short run at the run's lr (update-ratio, when the run has no probes)."""
+        from nanostack.recipe.training import update_ratio_run  # noqa: PLC0415
+
+        return update_ratio_run(self, int(self.limits("update-ratio")["steps"]))
 
     # ---- a run's files ------------------------------------------------------------------------------------
     def metrics(self) -> list:

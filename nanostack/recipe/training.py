@@ -3,7 +3,8 @@
 - `overfit_batch`: two sequences, the run's optimizer and lr, no weight decay, no dropout, until the
   loss is nearly 0 or the steps run out ("overfit one batch").
 - `train_with_and_without_inputs`: the same init trained on real inputs and on zeroed inputs
-  ("input-independent baseline"), measuring the update-to-data ratios on the way.
+  ("input-independent baseline"), in rounds of 100 steps while the real model still learns.
+- `update_ratio_run`: a few steps at the run's lr, measuring log10 std(update)/std(weight).
 - `lr_find`: fastai's learning-rate range test: lr raised exponentially over the steps, the smoothed
   loss watched until it passes 4x its best.
 - `losses_of_a_few_steps`: the per-step losses of a few steps, for the determinism check.
@@ -56,29 +57,60 @@ def overfit_batch(ctx, steps: int, target_fraction: float, floor: float) -> dict
     return {"reached": None, "losses": losses, "target": target}
 
 
-def train_with_and_without_inputs(ctx, steps: int) -> dict:
-    """{"real", "zero": held-out loss after training, "init": at init, "updates": [{"step", "name", "role",
-    "update"}]}; both models start from the same weights and see the same batches."""
+def train_with_and_without_inputs(ctx, lr: float, steps: int, max_steps: int, margin: float) -> dict:
+    """Both models start from the same weights and see the same batches, one with its inputs zeroed; every
+    `steps` steps both are evaluated on held-out batches, until the real one is `margin` better, or neither the
+    gap between them grows nor the real loss falls (by margin/4 a round), or max_steps are done. Returns {"real", "zero": the last
+    held-out losses, "init", "steps", "lr", "history": [(steps, real, zero)], "still_learning" (the gap still
+    grew)}."""
     real, zero = ctx.new_model(), ctx.new_model()
-    opt_real, opt_zero = ctx.new_optimizer(real), ctx.new_optimizer(zero)
+    opt_real, opt_zero = ctx.new_optimizer(real, lr=lr), ctx.new_optimizer(zero, lr=lr)
     val = ctx.val_batches()
     init = ctx.eval_loss(real, val)
-    updates = []
+    history, done, previous_gap, previous_real = [], 0, 0.0, init
+    while True:
+        for i in range(done, done + steps):
+            x, y = ctx.batch("train", i)
+            step(real, opt_real, ctx.loss(real, x, y))
+            step(zero, opt_zero, ctx.loss(zero, torch.zeros_like(x), y))
+        done += steps
+        real_loss, zero_loss = ctx.eval_loss(real, val), ctx.eval_loss(zero, val, zero_inputs=True)
+        history.append((done, real_loss, zero_loss))
+        gap = zero_loss - real_loss
+        # a slow model (saturated units, a small lr) may trail the zero-input one while it still learns: the
+        # comparison is conclusive only once the real model stops improving or the gap stops growing
+        still_learning = gap - previous_gap >= margin / 4 or previous_real - real_loss >= margin / 4
+        if gap >= margin or not still_learning or done >= max_steps:
+            break
+        previous_gap, previous_real = gap, real_loss
+    return {"real": real_loss, "zero": zero_loss, "init": init, "steps": done, "lr": lr, "history": history,
+            "still_learning": still_learning}
+
+
+def update_ratio_run(ctx, steps: int) -> list:
+    """[{"step", "name", "role", "trained", "update"}]: log10 std(update)/std(weight) of every weight matrix,
+    every UPDATE_EVERY steps from UPDATE_FROM, over `steps` steps at the run's learning rate."""
+    model = ctx.new_model()
+    optimizer = ctx.new_optimizer(model)
+    out = []
     for i in range(steps):
         x, y = ctx.batch("train", i)
         measure = i >= UPDATE_FROM and i % UPDATE_EVERY == 0
-        before = {name: p.detach().clone() for name, p, _ in matrices(real)} if measure else None
-        step(real, opt_real, ctx.loss(real, x, y))
-        step(zero, opt_zero, ctx.loss(zero, torch.zeros_like(x), y))
+        before = {name: p.detach().clone() for name, p, _ in matrices(model)} if measure else None
+        step(model, optimizer, ctx.loss(model, x, y))
         if measure:
-            with torch.no_grad():
-                for name, p, role in matrices(real):
-                    ratio = (p.detach().float() - before[name].float()).std() / before[name].float().std()
-                    value = math.log10(ratio.item()) if ratio.item() > 0 else None
-                    updates.append({"step": i, "name": name, "role": role, "update": value,
-                                    "trained": p.requires_grad})
-    return {"real": ctx.eval_loss(real, val), "zero": ctx.eval_loss(zero, val, zero_inputs=True), "init": init,
-            "updates": updates, "steps": steps}
+            out.extend(update_ratios(model, before, i))
+    return out
+
+
+def update_ratios(model, before: dict, i: int) -> list:
+    out = []
+    with torch.no_grad():
+        for name, p, role in matrices(model):
+            ratio = ((p.detach().float() - before[name].float()).std() / before[name].float().std()).item()
+            out.append({"step": i, "name": name, "role": role, "trained": p.requires_grad,
+                        "update": math.log10(ratio) if ratio > 0 and math.isfinite(ratio) else None})
+    return out
 
 
 def lr_find(ctx, start: float = 1e-7, end: float = 10.0, steps: int = 100, beta: float = 0.98,

@@ -6,7 +6,8 @@ inside that hook a gradient hook on the module's output (`out.register_hook`, no
 register_full_backward_hook, which wraps tensors in views and breaks in-place ops). Each call
 folds the tensor into running statistics that stay on the device: count, mean and spread, absmax,
 the saturated fraction, which units are dead at every position, and up to 16,384 strided samples
-for a 64-bin histogram. `host(...)` moves everything to the CPU in one transfer.
+for a 64-bin histogram. `to_host(...)` moves everything to the CPU in one transfer. Given a mask of the real positions
+(targets that are not padding), tensors laid out (B, T, ...) are read at those positions only.
 
 The definitions follow makemore part 3 (saturated: |tanh| > 0.97) and the recipe spec: a unit is
 dead when it is dead at every position seen (tanh |h| > 0.99, ReLU output 0, GELU input below -3).
@@ -117,8 +118,8 @@ class Capture:
     the gradients flowing back into them) into Moments. `layers` maps module name to
     {"kind", "act": Moments, "grad": Moments}."""
 
-    def __init__(self, model, grads: bool = True, modules=None):
-        self.model, self.grads = model, grads
+    def __init__(self, model, grads: bool = True, modules=None, mask=None):
+        self.model, self.grads, self.mask = model, grads, mask
         self.modules = probed_modules(model) if modules is None else modules
         self.layers = {name: {"kind": kind, "act": Moments(), "grad": Moments()} for name, _, kind in self.modules}
         self.handles = []
@@ -134,6 +135,9 @@ class Capture:
         self.handles = []
         return False
 
+    def _keep(self, out):
+        return _keep_positions(self.mask, out)
+
     def _hook(self, name, kind):
         layer = self.layers[name]
 
@@ -141,12 +145,21 @@ class Capture:
             if not isinstance(out, torch.Tensor):
                 return None
             before = inputs[0] if inputs and isinstance(inputs[0], torch.Tensor) else None
-            layer["act"].add(out, kind, before)
-            if self.grads and out.requires_grad:
-                out.register_hook(lambda grad: layer["grad"].add(grad))  # returns None: the gradient is unchanged
+            keep = self._keep(out)
+            layer["act"].add(out[keep] if keep is not None else out, kind,
+                             before[keep] if keep is not None and before is not None else before)
+            if self.grads and out.requires_grad:  # the hook returns None: the gradient is unchanged
+                out.register_hook(lambda grad: layer["grad"].add(grad[keep] if keep is not None else grad))
             return None
 
         return forward_hook
+
+
+def _keep_positions(mask, out):
+    """The mask of real (not padding) positions, where out is laid out (B, T, ...) as the mask; else None."""
+    if mask is None or out.dim() < 3 or tuple(out.shape[:2]) != tuple(mask.shape):
+        return None
+    return mask.to(out.device)
 
 
 def to_host(tree):
