@@ -28,7 +28,7 @@ MLP_TRAIN = {"learning_rate": 0.1, "batch_size": 16, "seed": 42}
 class NonCausalAttention(CausalSelfAttention):
     """The bug: attention without the causal mask (every position sees the future)."""
 
-    def forward(self, x, kv_cache=None, layer=0):
+    def forward(self, x, kv_cache=None, layer=0, rope=None):  # the tiny GPT has no rotary: rope stays None
         B, T, C = x.size()
         q, k, v = self.c_attn(x).split(C, dim=2)
         q, k, v = (t.view(B, T, self.n_head, C // self.n_head).transpose(1, 2) for t in (q, k, v))
@@ -70,7 +70,7 @@ def gpt_factory(vocab_size: int, bug: str = ""):
                 block.mlp.dropout = UnseededDropout(0.1)
         elif bug == "dead-relu":  # a ReLU after a Linear whose bias is -10: every unit of that layer is dead
             mlp = model.transformer.h[0].mlp
-            mlp.gelu = nn.ReLU()
+            mlp.act = nn.ReLU()
             with torch.no_grad():
                 mlp.c_fc.bias.fill_(-10.0)
         return model

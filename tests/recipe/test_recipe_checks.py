@@ -9,7 +9,7 @@ import pytest
 
 import torch
 
-from conftest import shared_file
+from testkit import shared_file
 from recipe_helpers import GPT_SHAPE, GPT_TRAIN, gpt_context, mlp_context
 from nanostack.recipe import Doctor, DoctorContext
 from nanostack.recipe.report import PLOTS_HINT, render_report

@@ -7,7 +7,7 @@ import torch
 import torch.nn as nn
 from safetensors.torch import load_file
 
-from conftest import TINY
+from testkit import TINY
 from nanostack.train import train
 from nanostack.train.probe_stats import Capture, to_host
 from nanostack.train.probes import make_probe
@@ -66,7 +66,7 @@ def test_probe_records_layers_updates_predictions_and_attention(corpus, tmp_path
     assert [r["step"] for r in probes] == [0, 5, 10, 11]  # step 0, every 5th, and the last
     layers = {layer["name"]: layer for layer in probes[0]["layers"]}
     assert {layer["kind"] for layer in layers.values()} == {"embedding", "norm", "linear", "gelu"}
-    gelu = layers["transformer.h.0.mlp.gelu"]
+    gelu = layers["transformer.h.0.mlp.act"]
     assert gelu["act"]["dead"] == 0 and gelu["act"]["units"] == 4 * RUN["n_embd"]
     assert sum(gelu["act"]["hist"]) > 0 and len(gelu["act"]["hist"]) == 64 and gelu["grad"]["std"] > 0
     weights = {w["name"]: w for w in probes[0]["weights"]}
