@@ -17,7 +17,7 @@ class Parser(argparse.ArgumentParser):
 
 def build_parser() -> argparse.ArgumentParser:
     from nanostack.data.sources import BUILTINS
-    from nanostack.run.config import SWITCHED, TrainConfig, preset_names
+    from nanostack.run.config import TrainConfig, preset_names
 
     parser = Parser(prog="nanostack", description="Train small language models on your own text, from scratch.")
     parser.add_argument("--version", action="version", version=f"nanostack {__version__}")
@@ -41,19 +41,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--config", help=f"a preset name ({', '.join(preset_names())}) or a TOML file of settings")
     t.add_argument("--resume", action="store_true", help="continue the run in --out from its latest checkpoint")
     t.add_argument("--force", action="store_true", help="start over even if --out already holds a run")
-    for f in fields(TrainConfig):
-        flag = "--" + f.name.replace("_", "-")
-        if f.name in SWITCHED:  # auto, true or false; a bare --compile means true, --no-compile false
-            t.add_argument(flag, dest=f.name, nargs="?", const="true", metavar="auto|true|false",
-                           default=argparse.SUPPRESS, help=f"{f.metadata['help']} (default: {f.default})")
-            t.add_argument("--no-" + flag[2:], dest=f.name, action="store_const", const="false",
-                           default=argparse.SUPPRESS, help=f"the same as {flag} false")
-        elif isinstance(f.default, bool):
-            t.add_argument(flag, dest=f.name, action=argparse.BooleanOptionalAction, default=argparse.SUPPRESS,
-                           help=f"{f.metadata['help']} (default: {f.default})")
-        else:
-            t.add_argument(flag, dest=f.name, metavar=type(f.default).__name__.upper(), default=argparse.SUPPRESS,
-                           help=f"{f.metadata['help']} (default: {f.default})")
+    add_config_flags(t, TrainConfig)
 
     s = sub.add_parser("sample", help="generate text from a trained run",
                        description="Generate text from a run's checkpoint, streaming it to stdout.")
@@ -97,6 +85,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_data_engine_commands(sub, Parser)  # `nanostack data ...` and `nanostack engine ...`
     add_chat_commands(sub)
     add_interop_commands(sub)
+    add_recipe_commands(sub, TrainConfig, preset_names())
     return parser
 
 
@@ -225,6 +214,60 @@ def add_chat_commands(sub) -> None:
     w.add_argument("--force", action="store_true", help="replace --out if it exists")
 
 
+def add_config_flags(parser, config_class) -> None:
+    """One --flag per TrainConfig field (what a command line may override)."""
+    from nanostack.run.config import SWITCHED
+
+    for f in fields(config_class):
+        flag = "--" + f.name.replace("_", "-")
+        if f.name in SWITCHED:  # auto, true or false; a bare --compile means true, --no-compile false
+            parser.add_argument(flag, dest=f.name, nargs="?", const="true", metavar="auto|true|false",
+                                default=argparse.SUPPRESS, help=f"{f.metadata['help']} (default: {f.default})")
+            parser.add_argument("--no-" + flag[2:], dest=f.name, action="store_const", const="false",
+                                default=argparse.SUPPRESS, help=f"the same as {flag} false")
+        elif isinstance(f.default, bool):
+            parser.add_argument(flag, dest=f.name, action=argparse.BooleanOptionalAction, default=argparse.SUPPRESS,
+                                help=f"{f.metadata['help']} (default: {f.default})")
+        else:
+            parser.add_argument(flag, dest=f.name, metavar=type(f.default).__name__.upper(),
+                                default=argparse.SUPPRESS, help=f"{f.metadata['help']} (default: {f.default})")
+
+
+def add_recipe_commands(sub, config_class, presets) -> None:
+    d = sub.add_parser(
+        "doctor", help="check a model, its data and its training before (or after) you train",
+        description="Karpathy's recipe for training neural networks as checks: the first batch, the loss at init, "
+                    "saturated, dead or shrinking layers, causality, overfitting one batch, an input-independent "
+                    "baseline, an lr range test, update ratios, determinism and the run's health. Each line reads "
+                    "PASS|WARN|FAIL|SKIP id  measured (want threshold) -> what to do. Give a RUN_DIR (init checks "
+                    "from its config, plus its metrics and probes; the report goes to RUN_DIR/doctor/doctor.html), "
+                    "or a config before training: --data, --config and any train flag. Exit 0 if nothing FAILs, "
+                    "1 on a FAIL (on a WARN too with --strict), 2 on a usage error. A preset's [doctor.CHECK] table "
+                    "overrides thresholds.")
+    d.add_argument("run_dir", metavar="RUN_DIR", nargs="?", help="a run folder of `nanostack train` (optional)")
+    d.add_argument("--config", help=f"a preset name ({', '.join(presets)}) or a TOML file: the settings to check "
+                                    "(with no RUN_DIR), and its [doctor] thresholds")
+    d.add_argument("--out", help="with no RUN_DIR: write the report to OUT/doctor/ (default: no report)")
+    d.add_argument("--only", metavar="IDS", help="run only these checks (comma-separated ids)")
+    d.add_argument("--skip", metavar="IDS", help="skip these checks (comma-separated ids)")
+    d.add_argument("--quick", action="store_true", help="skip the checks that need training steps (a few seconds)")
+    d.add_argument("--strict", action="store_true", help="exit 1 on a WARN too")
+    d.add_argument("--json", action="store_true", help="print the results as one JSON object")
+    d.add_argument("--no-plots", action="store_true", help="write the report without pictures")
+    d.add_argument("--tensorboard", metavar="DIR",
+                   help="also export the run's metrics and probes as TensorBoard event files to DIR/nanostack "
+                        "(needs the tensorboard package: pip install 'nanostack[tensorboard]')")
+    add_config_flags(d, config_class)
+    r = sub.add_parser("report", help="redraw a run's doctor report from its files",
+                       description="Redraw RUN_DIR/doctor/doctor.html (plots, tables) and report.json from the run's "
+                                   "metrics, probes and the last doctor's results, without loading a model. Without "
+                                   "matplotlib the report has its tables and says how to get the plots.")
+    r.add_argument("run_dir", metavar="RUN_DIR", help="a run folder of `nanostack train`")
+    r.add_argument("--no-plots", action="store_true", help="write the report without pictures")
+    r.add_argument("--tensorboard", metavar="DIR",
+                   help="also export the run's metrics and probes as TensorBoard event files to DIR/nanostack")
+
+
 def add_tokenizer_commands(sub) -> None:
     k = sub.add_parser("tokenizer", help="train, inspect and use BPE tokenizers",
                        description="Train a byte-level BPE tokenizer, encode and decode with one, measure it on a "
@@ -330,6 +373,17 @@ def run(argv) -> int:
         from nanostack.dataengine.commands import run as run_data_engine
 
         return run_data_engine(args)
+    elif args.command == "doctor":
+        from nanostack.recipe import commands
+        from nanostack.run.config import FIELDS
+
+        overrides = {k: v for k, v in vars(args).items() if k in FIELDS}
+        return commands.doctor(args.run_dir, args.config, overrides, args.out, args.only, args.skip, args.quick,
+                               args.strict, args.json, not args.no_plots, args.tensorboard)
+    elif args.command == "report":
+        from nanostack.recipe import commands
+
+        return commands.report(args.run_dir, not args.no_plots, args.tensorboard)
     elif args.command == "sample":
         from nanostack.models.engines import resolve_device
         from nanostack.sample import sample_run

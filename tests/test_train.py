@@ -32,8 +32,8 @@ def test_run_folder_holds_everything(corpus, tmp_path):
     out = tmp_path / "run"
     summary = train(out, {**TINY, "data": str(corpus)}, log=lambda *a: None)
     assert summary["step"] == 30
-    assert {p.name for p in out.iterdir()} == {"config.json", "tokenizer.json", "metrics.jsonl", "latest", "best",
-                                               "run.lock"}
+    assert {p.name for p in out.iterdir()} == {"config.json", "tokenizer.json", "metrics.jsonl", "probes.jsonl",
+                                               "latest", "best", "run.lock"}  # probes: --probe-every 100 by default
     assert {p.name for p in (out / "latest").iterdir()} == {"model.safetensors", "optimizer.pt", "state.json"}
     records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     assert [r["step"] for r in records if r["kind"] == "eval"] == [10, 20, 30]

@@ -42,6 +42,7 @@ class MLP(LanguageModel):
         self.wte = nn.Embedding(config.vocab_size + 1, config.n_embd)  # + the blank token
         self.hidden = nn.Linear(config.context_width * config.n_embd, config.n_embd2, bias=not config.batchnorm)
         self.norm = MaskedBatchNorm(config.n_embd2) if config.batchnorm else None
+        self.act = nn.Tanh()  # a module, so probes can hook it
         self.lm_head = nn.Linear(config.n_embd2, config.vocab_size)
 
     def forward(self, idx, targets=None):
@@ -50,5 +51,5 @@ class MLP(LanguageModel):
         h = self.hidden(emb.reshape(B, T, -1))
         if self.norm is not None:
             h = self.norm(h, None if targets is None else targets != -1)
-        logits = self.lm_head(torch.tanh(h))
+        logits = self.lm_head(self.act(h))
         return logits, None if targets is None else sequence_loss(logits, targets)

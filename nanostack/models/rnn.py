@@ -22,6 +22,7 @@ class CellParameters(nn.Module):
         self.weight_hh = nn.Parameter(torch.empty(gates * hidden_size, hidden_size).uniform_(-bound, bound))
         self.bias_ih = nn.Parameter(torch.empty(gates * hidden_size).uniform_(-bound, bound))
         self.bias_hh = nn.Parameter(torch.empty(gates * hidden_size).uniform_(-bound, bound))
+        self.tanh, self.sigmoid = nn.Tanh(), nn.Sigmoid()  # modules, so probes can hook them
 
     def gates(self, x, h):
         """(input part, hidden part) of every gate's pre-activation."""
@@ -36,7 +37,7 @@ class RNNCell(CellParameters):
 
     def forward(self, x, h):
         gx, gh = self.gates(x, h)
-        return torch.tanh(gx + gh)
+        return self.tanh(gx + gh)
 
 
 class GRUCell(CellParameters):
@@ -49,9 +50,9 @@ class GRUCell(CellParameters):
         gx, gh = self.gates(x, h)
         rx, zx, nx = gx.chunk(3, dim=-1)
         rh, zh, nh = gh.chunk(3, dim=-1)
-        r = torch.sigmoid(rx + rh)  # how much of the old state the candidate may read
-        z = torch.sigmoid(zx + zh)  # how much of the old state to keep
-        n = torch.tanh(nx + r * nh)
+        r = self.sigmoid(rx + rh)  # how much of the old state the candidate may read
+        z = self.sigmoid(zx + zh)  # how much of the old state to keep
+        n = self.tanh(nx + r * nh)
         return (1 - z) * n + z * h
 
 
@@ -65,8 +66,8 @@ class LSTMCell(CellParameters):
         h, c = state
         gx, gh = self.gates(x, h)
         i, f, g, o = (gx + gh).chunk(4, dim=-1)
-        c = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g)  # forget some memory, write some new
-        return torch.sigmoid(o) * torch.tanh(c), c
+        c = self.sigmoid(f) * c + self.sigmoid(i) * self.tanh(g)  # forget some memory, write some new
+        return self.sigmoid(o) * self.tanh(c), c
 
 
 CELLS = {"rnn": RNNCell, "gru": GRUCell, "lstm": LSTMCell}

@@ -27,6 +27,7 @@ class WaveNet(LanguageModel):
                                   for i in range(levels))
         self.norms = nn.ModuleList(MaskedBatchNorm(config.n_embd2) for _ in range(levels)) if config.batchnorm \
             else None
+        self.acts = nn.ModuleList(nn.Tanh() for _ in range(levels))  # modules, so probes can hook each level
         self.lm_head = nn.Linear(config.n_embd2, config.vocab_size)
 
     def forward(self, idx, targets=None):
@@ -38,6 +39,6 @@ class WaveNet(LanguageModel):
             x = fuse(x.reshape(B, T, n // 2, 2 * c))  # neighbours in pairs
             if self.norms is not None:
                 x = self.norms[level](x, None if mask is None else mask[:, :, None].expand(B, T, n // 2))
-            x = torch.tanh(x)
+            x = self.acts[level](x)
         logits = self.lm_head(x[:, :, 0])
         return logits, None if targets is None else sequence_loss(logits, targets)

@@ -88,6 +88,9 @@ class TrainConfig:
     ckpt_interval: int = _f(250, "write the latest checkpoint every this many steps")
     stop_at_val: float = _f(0.0, "stop once the val loss over the whole val split, computed at each evaluation, "
                                   "is at or below this (0: off)")
+    probe_every: int = _f(100, "record activation and gradient statistics, histograms and update ratios to "
+                               "probes.jsonl on step 0, every this many steps and the last step (0: no probes, "
+                               "no hooks)")
     # system
     backend: str = _f("torch", "torch, or numpy: the from-scratch nanostack.grad engine (CPU only, slower; "
                                "its checkpoints load on torch and back)")
@@ -112,7 +115,7 @@ class TrainConfig:
             if getattr(self, name) <= 0:
                 raise UserError(f"{name} must be positive, got {getattr(self, name)}", f"set --{_flag(name)} > 0")
         for name in ["learning_rate", "min_lr", "weight_decay", "grad_clip", "warmup_iters", "context", "block_size",
-                     "seed", "muon_lr", "stop_at_val"]:
+                     "seed", "muon_lr", "stop_at_val", "probe_every"]:
             if getattr(self, name) < 0:
                 raise UserError(f"{name} must not be negative, got {getattr(self, name)}", f"set --{_flag(name)} >= 0")
         for name in ["dropout", "beta1", "beta2", "muon_momentum", "ema"]:
@@ -239,6 +242,7 @@ def load_preset(spec: str) -> dict:
         values = tomllib.loads(path.read_text(encoding="utf-8"))
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
         raise UserError(f"config {path} is not valid TOML ({e})", "fix the file") from None
+    values.pop("doctor", None)  # the [doctor] table holds thresholds for `nanostack doctor` (nanostack.recipe's)
     return {k: coerce(k, v, str(path)) for k, v in values.items()}
 
 

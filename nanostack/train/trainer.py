@@ -11,6 +11,7 @@ import math
 import signal
 import sys
 import time
+from contextlib import closing, nullcontext
 from dataclasses import replace
 
 import torch
@@ -30,6 +31,7 @@ from nanostack.train.init_from import load_base_weights, open_init_dataset, sett
 from nanostack.train.mfu import Utilisation
 from nanostack.train.sampler import GlobalSampler
 from nanostack.train.ema import WeightAverage
+from nanostack.train.probes import make_probe
 from nanostack.train.start import settle_config
 from nanostack.train.schedule import get_lr
 
@@ -120,7 +122,10 @@ def train_loop(run, cfg, data, model, optimizer, engine, streams, step, best_val
     step_times, last_val, t_start, last_line, reached = [], None, time.time(), time.time(), False
     on_terminal = sys.stderr.isatty() and ranks.main  # a bar on a terminal; logs get a line now and then instead
     bar = tqdm(total=cfg.max_iters, initial=step, unit="step", dynamic_ncols=True, disable=not on_terminal)
-    with StopFlag() as stop, run.open_metrics() as metrics, bar:
+    # None with --probe-every 0 (no hooks at all), and with several ranks: the probed forward runs the eager
+    # model, which would skip the ranks' gradient sync
+    probe = None if ranks.many else make_probe(run, cfg, data, model, optimizer, step, log)
+    with StopFlag() as stop, run.open_metrics() as metrics, bar, closing(probe) if probe else nullcontext():
         while step < cfg.max_iters:
             t0 = time.perf_counter()
             lr = get_lr(step, cfg.learning_rate, cfg.min_lr, cfg.warmup_iters, cfg.lr_decay_iters)
@@ -128,13 +133,14 @@ def train_loop(run, cfg, data, model, optimizer, engine, streams, step, best_val
                 group["lr"] = lr * group.get("lr_scale", 1.0)  # Muon's groups peak at their own rate
             # forward and backward, over this rank's micro-batches; gradients are reduced on the last
             loss_sum, learned = 0.0, 0
+            probing = probe is not None and probe.before_forward(step)
             for micro in range(micro_steps):
                 x, y = sampler.batch("train", cfg.batch_size, cfg.block_size, streams.data, engine.device)
                 if data.masks_targets and not bool((y >= 0).any()):  # nothing to learn (all masked): no NaN loss
                     continue
                 with engine.gradient_sync(last=micro == micro_steps - 1):
                     with engine.autocast:
-                        _, loss = train_model(x, y)
+                        _, loss = (model if probing else train_model)(x, y)  # hooks see the eager model
                     (loss / micro_steps).backward()
                 loss_sum = engine.add_loss(loss_sum, loss)  # stays on the device
                 learned += 1
@@ -148,7 +154,11 @@ def train_loop(run, cfg, data, model, optimizer, engine, streams, step, best_val
             if not (math.isfinite(loss_value) and (grad_norm is None or math.isfinite(grad_norm))):
                 raise everywhere(diverged(run, loss_value, grad_norm, step + 1))
             if learned:  # a step without a target moves no weight
+                if probing:
+                    probe.before_step()
                 optimizer.step()
+                if probing:
+                    probe.after_step(step)
             optimizer.zero_grad(set_to_none=True)
             step += 1
             dt = time.perf_counter() - t0
@@ -175,6 +185,8 @@ def train_loop(run, cfg, data, model, optimizer, engine, streams, step, best_val
                 write_metric(metrics, {"kind": "eval", "step": step, "train_loss": losses["train"],
                                        "val_loss": losses["val"],
                                        **({"val_loss_full": losses["val_full"]} if cfg.stop_at_val else {})})
+                if probe is not None:
+                    probe.after_eval(step, final=step == cfg.max_iters)
                 log(f"step {step}: train loss {losses['train']:.4f}, val loss {losses['val']:.4f}, "
                     f"lr {lr:.2e}, {1000 * median(step_times[-cfg.eval_interval:]):.1f} ms/step")
                 last_line = time.time()
