@@ -30,7 +30,8 @@ from nanostack.train.sampler import GlobalSampler
 DRIVER = Path(__file__).resolve().parent / "dist" / "driver.py"
 SETTINGS = {"n_layer": 2, "n_head": 2, "n_embd": 16, "block_size": 16, "batch_size": 4, "max_iters": 10,
             "eval_interval": 5, "eval_iters": 3, "log_interval": 1, "ckpt_interval": 2, "warmup_iters": 2,
-            "lr_decay_iters": 10, "device": "cpu", "dtype": "float64", "gradient_accumulation_steps": 4}
+            "lr_decay_iters": 10, "device": "cpu", "dtype": "float64", "gradient_accumulation_steps": 4,
+            "probe_every": 0}  # probes run in one process only: the folders compared must not differ by them
 quiet = lambda *a: None  # noqa: E731
 
 

@@ -125,6 +125,8 @@ def train_loop(run, cfg, data, model, optimizer, engine, streams, step, best_val
     # None with --probe-every 0 (no hooks at all), and with several ranks: the probed forward runs the eager
     # model, which would skip the ranks' gradient sync
     probe = None if ranks.many else make_probe(run, cfg, data, model, optimizer, step, log)
+    if ranks.many and cfg.probe_every:
+        log(f"note: --probe-every is off with {ranks.world_size} ranks (probes.jsonl is written by one process only)")
     with StopFlag() as stop, run.open_metrics() as metrics, bar, closing(probe) if probe else nullcontext():
         while step < cfg.max_iters:
             t0 = time.perf_counter()
