@@ -79,7 +79,8 @@ def test_a_step_reads_the_host_once(corpus, tmp_path, monkeypatch):
         original = getattr(torch.Tensor, name)
         monkeypatch.setattr(torch.Tensor, name, lambda self, _f=original, _n=name: reads.append(_n) or _f(self))
     settings = {**TINY, "data": str(corpus), "max_iters": 6, "eval_interval": 100, "eval_iters": 2,
-                "log_interval": 100, "ckpt_interval": 100, "gradient_accumulation_steps": 4, "grad_clip": 1.0}
+                "log_interval": 100, "ckpt_interval": 100, "gradient_accumulation_steps": 4, "grad_clip": 1.0,
+                "probe_every": 0}  # a probed step reads its statistics too (by design: one step in probe_every)
     train(tmp_path / "run", settings, log=quiet)
     assert reads.count("tolist") == 6  # the step's numbers, together
     assert reads.count("item") == 2 * 2 + 2  # the one evaluation: 2 batches of each split, and each mean

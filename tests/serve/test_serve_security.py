@@ -64,7 +64,7 @@ def test_a_client_that_leaves_while_queued_is_never_prefilled(tiny_run):
 def test_a_full_queue_answers_503_with_retry_after_at_once(tiny_run):
     with BackgroundServer(tiny_run, settings(max_batch=1, max_queue=2)) as srv:
         engine = srv.served.engine
-        engine.step_delay = 0.02
+        engine.step_delay = 0.1  # the decoding request holds the one row for seconds, even on a loaded machine
         body = {"model": "tiny", "prompt": "a", "max_tokens": 200}
         with httpx.Client(timeout=60) as c:
             import threading
@@ -73,9 +73,10 @@ def test_a_full_queue_answers_503_with_retry_after_at_once(tiny_run):
                        for _ in range(3)]  # one decoding, two waiting: the queue is full
             for t in threads:
                 t.start()
-            deadline = time.monotonic() + 10
+            deadline = time.monotonic() + 30
             while engine.waiting < 2 and time.monotonic() < deadline:
                 time.sleep(0.01)
+            assert engine.waiting == 2, "the queue never filled"  # the setup held, so the 503 below is the server's
             t0 = time.monotonic()
             r = c.post(srv.url + "/v1/completions", json=body)
             elapsed = time.monotonic() - t0
