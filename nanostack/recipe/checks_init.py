@@ -5,10 +5,11 @@ Training Neural Networks" (2019) and makemore part 3 (activations, gradients, Ba
 """
 import math
 
+from nanostack.recipe.dependence import NOISE
 from nanostack.recipe.result import CheckResult, check
 from nanostack.train.probe_stats import DYING, SQUASHING
 
-NONLINEAR = ("tanh", "sigmoid", "relu", "gelu", "silu")
+NONLINEAR = ("tanh", "sigmoid", "relu", "relu2", "gelu", "silu")
 
 
 def status_by(value: float, pass_at: float, fail_above: float) -> str:
@@ -75,7 +76,7 @@ def saturation(ctx) -> CheckResult:
 def dead_units(ctx) -> CheckResult:
     layers = [(name, layer) for name, layer in layers_of(ctx, DYING) if layer["act"]["dead"] is not None]
     if not layers:
-        return CheckResult("dead-units", "SKIP", detail="no tanh, sigmoid, ReLU or GELU layer")
+        return CheckResult("dead-units", "SKIP", detail="no tanh, sigmoid, ReLU, ReLU² or GELU layer")
     fractions = {name: sum(layer["act"]["dead"]) / len(layer["act"]["dead"]) for name, layer in layers}
     worst = max(fractions, key=fractions.get)
     value = fractions[worst]
@@ -123,6 +124,9 @@ def grad_flow(ctx) -> CheckResult:
     if len(stds) < 2:
         return CheckResult("grad-flow", "SKIP", detail="fewer than two nonlinear layers with gradients")
     values = [s for _, s in stds]
+    if not any(values):  # zero-initialised output projections (--zero-init) pass no gradient back until step 1
+        return CheckResult("grad-flow", "SKIP", detail="no gradient reaches any nonlinearity at init (an output "
+                                                       "projection starts at zero): nothing to compare yet")
     smallest = min(values)
     value = max(values) / smallest if smallest > 0 else math.inf
     t = ctx.limits("grad-flow")
@@ -142,11 +146,15 @@ def causality(ctx) -> CheckResult:
     future = grad[0, t + 1:].sum().item() + grad[1:].sum().item()
     past = grad[0, :t + 1].sum().item()
     tolerance = ctx.limits("causality")["tolerance"]
+    perturbed = chart.get("perturbed")
     if future > tolerance:
         status, detail = "FAIL", f"future grad {future:.3g}"
     elif past <= 0:
-        status, detail = "FAIL", "no gradient reaches the inputs at all"
+        status, detail = "FAIL", "no gradient reaches the inputs at all" + (", even with noisy weights" if perturbed
+                                                                             else "")
     else:
         status, detail = "PASS", f"future grad {future:.3g}, past {past:.3g}"
-    return CheckResult("causality", status, future, "0 after T/2 and in other rows", detail=f"{detail} "
-                       f"({chart['method']})", data={"chart": grad[0].tolist(), "t": t})
+    how = chart["method"] + (f"; {perturbed}: charted on a copy with weights + N(0, {NOISE:g}^2) noise"
+                             if perturbed else "")
+    return CheckResult("causality", status, future, "0 after T/2 and in other rows", detail=f"{detail} ({how})",
+                       data={"chart": grad[0].tolist(), "t": t, "perturbed": perturbed})

@@ -11,11 +11,21 @@ tagging: a few forward passes whose token ids spell each position's number in ba
 the embedding's input. A model without an embedding module (the bigram's table is indexed
 directly) is charted by perturbation instead: change one input token at a time and see which
 changes move logits[0, T/2].
+
+Some healthy models ignore their input at initialization: the learned bigram starts from an all-zero
+table, and a GPT with zero-initialised output projections (`--zero-init`, an untied head) has no
+path from the input to the logits until the first step. Causality is a property of the wiring, not
+of the values, so where a weight matrix is all zeros, or nothing reaches the inputs at all, the
+chart is taken on a copy of the model whose parameters get small Gaussian noise (NOISE, seeded by
+the run's seed); "perturbed" in the chart says so.
 """
+import copy
 import math
 
 import torch
 import torch.nn as nn
+
+NOISE = 0.01   # std of the noise added to every parameter of the copy charted when the init ignores the input
 
 
 def token_embedding(model, vocab_size: int):
@@ -27,19 +37,47 @@ def token_embedding(model, vocab_size: int):
 
 
 def dependence_chart(ctx) -> dict:
-    """{"grad": (2, T) gradient magnitude per input position, "t": T/2, "method"}."""
+    """{"grad": (2, T) gradient magnitude per input position, "t": T/2, "method", "perturbed": None, or why the
+    chart was taken on a copy with noisy weights}."""
     model = ctx.new_model(dropout=False).eval()
     x, y = ctx.first_batch()
     x, y = x[:2], y[:2].clamp_min(0)  # targets only make the model compute every position's logits
     if x.size(0) < 2:
         x, y = x.repeat(2, 1), y.repeat(2, 1)
     t = x.size(1) // 2
-    embedding = token_embedding(model, ctx.vocab_size)
+    zero = zero_matrices(model)
+    chart, method = chart_of(model, x, y, t, ctx.vocab_size)
+    perturbed = None
+    if zero or not chart.any():
+        perturbed = (f"{zero[0]} is all zeros at init" + (f" (and {len(zero) - 1} more)" if len(zero) > 1 else "")
+                     if zero else "at init nothing reaches the inputs")
+        chart, method = chart_of(with_noise(model, ctx.seed), x, y, t, ctx.vocab_size)
+    return {"grad": chart, "t": t, "method": method, "perturbed": perturbed}
+
+
+def chart_of(model, x, y, t: int, vocab_size: int):
+    embedding = token_embedding(model, vocab_size)
     if embedding is None:
-        chart, method = by_perturbation(model, x, y, t, ctx.vocab_size), "perturbation"
-    else:
-        chart, method = by_backprop(model, embedding, x, y, t, ctx.vocab_size), "backprop"
-    return {"grad": chart, "t": t, "method": method}
+        return by_perturbation(model, x, y, t, vocab_size), "perturbation"
+    return by_backprop(model, embedding, x, y, t, vocab_size), "backprop"
+
+
+def zero_matrices(model) -> list:
+    """Names of the weight matrices (2-D or more) that are all zeros: no signal passes them at init."""
+    return [name for name, p in model.named_parameters() if p.dim() >= 2 and not p.detach().any()]
+
+
+def with_noise(model, seed: int):
+    """A copy of the model with N(0, NOISE^2) added to every floating-point parameter, from a generator of its
+    own (the global random state is left alone)."""
+    noisy = copy.deepcopy(model)
+    generator = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for p in noisy.parameters():
+            if p.is_floating_point():
+                noise = torch.randn(p.shape, generator=generator, dtype=torch.float32) * NOISE
+                p.add_(noise.to(device=p.device, dtype=p.dtype))
+    return noisy
 
 
 def by_backprop(model, embedding, x, y, t: int, vocab_size: int) -> torch.Tensor:

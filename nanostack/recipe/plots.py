@@ -82,7 +82,7 @@ def lr_plot(metrics: list, path):
 def pick_layers(layers: list) -> list:
     """The layers worth a line: the nonlinearities if there are any (as the notebook plots its tanh layers),
     else every layer; at most LAYER_LIMIT, spread over the depth."""
-    nonlinear = [layer for layer in layers if layer["kind"] in ("tanh", "sigmoid", "relu", "gelu", "silu")]
+    nonlinear = [layer for layer in layers if layer["kind"] in ("tanh", "sigmoid", "relu", "relu2", "gelu", "silu")]
     chosen = nonlinear or layers
     if len(chosen) > LAYER_LIMIT:
         step = len(chosen) / LAYER_LIMIT

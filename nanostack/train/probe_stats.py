@@ -10,12 +10,14 @@ for a 64-bin histogram. `to_host(...)` moves everything to the CPU in one transf
 (targets that are not padding), tensors laid out (B, T, ...) are read at those positions only.
 
 The definitions follow makemore part 3 (saturated: |tanh| > 0.97) and the recipe spec: a unit is
-dead when it is dead at every position seen (tanh |h| > 0.99, ReLU output 0, GELU input below -3).
+dead when it is dead at every position seen (tanh |h| > 0.99, ReLU or ReLU² output 0, GELU input below -3).
 Nothing here changes what the model computes: hooks read detached tensors and return None.
 It knows torch modules only; which steps are probed and where records go is probes.py's.
 """
 import torch
 import torch.nn as nn
+
+from nanostack.models.gpt import ReLUSquared
 
 BINS = 64                 # histogram bins (the Weights & Biases default)
 MAX_SAMPLES = 16_384      # strided samples per histogram
@@ -23,10 +25,11 @@ SATURATED = 0.97          # |tanh| above this is saturated (the notebook's thres
 DEAD_SATURATED = 0.99     # a tanh unit this saturated at every position is dead (the lecture's white column)
 GELU_DEAD_INPUT = -3.0    # GELU(x) ~ 0 and GELU'(x) ~ 0 below this
 
-NONLINEAR = {nn.Tanh: "tanh", nn.Sigmoid: "sigmoid", nn.GELU: "gelu", nn.ReLU: "relu", nn.SiLU: "silu"}
+NONLINEAR = {nn.Tanh: "tanh", nn.Sigmoid: "sigmoid", nn.GELU: "gelu", nn.ReLU: "relu", nn.SiLU: "silu",
+             ReLUSquared: "relu2"}
 NORMS = (nn.LayerNorm, nn.GroupNorm, nn.modules.batchnorm._NormBase, nn.RMSNorm)
 SQUASHING = ("tanh", "sigmoid")  # kinds that saturate
-DYING = ("tanh", "sigmoid", "relu", "gelu")  # kinds whose units can die
+DYING = ("tanh", "sigmoid", "relu", "relu2", "gelu")  # kinds whose units can die
 
 
 def kind_of(module) -> str | None:
@@ -76,7 +79,7 @@ class Moments:
                 s = squash(rows, kind).abs()
                 saturated = (s > SATURATED).sum()
                 dead = (s > DEAD_SATURATED).all(0)
-            elif kind == "relu":
+            elif kind in ("relu", "relu2"):  # relu(x)^2 is 0 exactly where relu(x) is
                 dead = (rows == 0).all(0)
             elif kind == "gelu" and before is not None:
                 b = before.detach().float()
