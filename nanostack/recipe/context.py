@@ -68,7 +68,12 @@ class DoctorContext:
             return build_model("torch", shape, seed, device)
 
         def new_optimizer(model, lr, weight_decay):
-            return make_optimizer(model, lr, weight_decay, (cfg.beta1, cfg.beta2), device_type)
+            # built as the trainer builds it, at the run's peak lr (Muon's groups take their lr_scale from it), then
+            # set to lr as the trainer's schedule sets it
+            optimizer = make_optimizer(model, cfg.learning_rate, weight_decay, (cfg.beta1, cfg.beta2), device_type,
+                                       kind=cfg.optimizer, muon_lr=cfg.muon_lr, muon_momentum=cfg.muon_momentum)
+            set_lr(optimizer, lr)
+            return optimizer
 
         return cls(dataset, new_model, new_optimizer, learning_rate=cfg.learning_rate, batch_size=cfg.batch_size,
                    block_size=block, seed=cfg.seed, device=device, weight_decay=cfg.weight_decay,
@@ -258,6 +263,13 @@ class DoctorContext:
                 break
         tokens = torch.cat(every)
         return {"rows": rows, "token_std": tokens.std().item(), "mean": tokens.mean().item()}
+
+
+def set_lr(optimizer, lr: float) -> None:
+    """Every param group's lr, as the trainer sets it: lr times the group's lr_scale (Muon's groups peak at their
+    own rate; AdamW's scale is 1)."""
+    for group in optimizer.param_groups:
+        group["lr"] = lr * group.get("lr_scale", 1.0)
 
 
 def without_dropout(model):

@@ -15,15 +15,11 @@ import math
 
 import torch
 
+from nanostack.recipe.context import set_lr
 from nanostack.train.probes import matrices
 
 UPDATE_EVERY = 10      # update ratios are measured every this many steps of the short run
 UPDATE_FROM = 10       # ... from this step on (the first steps of Adam are larger than the rest)
-
-
-def set_lr(optimizer, lr: float) -> None:
-    for group in optimizer.param_groups:
-        group["lr"] = lr
 
 
 def step(model, optimizer, loss) -> None:
