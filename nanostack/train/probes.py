@@ -186,33 +186,53 @@ def sample(t, limit=16_384):
 
 def attention_maps(model, x):
     """[{"layer", "head", "map": T x T}] for every attention module with a fused q,k,v projection (c_attn)
-    and n_head, computed from q and k as the model's causal softmax(q k^T / sqrt(d)) would."""
+    and n_head: the causal softmax(q k^T / sqrt(d)) of the queries and keys the model attends with, so with
+    QK-norm and rotary embeddings where the module has them (its own `modern_qkv`)."""
     found = [(name, m) for name, m in model.named_modules() if hasattr(m, "c_attn") and hasattr(m, "n_head")]
     if not found:
         return None
-    qkv = {}
-    handles = [m.c_attn.register_forward_hook(lambda mod, inp, out, name=name: qkv.setdefault(name, out.detach()))
-               for name, m in found]
+    qk = {}
+
+    def keep_qk(name):
+        def hook(module, args, kwargs):
+            if name not in qk:
+                qk[name] = queries_and_keys(module, args, kwargs)
+        return hook
+
+    handles = [m.register_forward_pre_hook(keep_qk(name), with_kwargs=True) for name, m in found]
     try:
-        model(x)
+        with torch.no_grad():
+            model(x)
     finally:
         for h in handles:
             h.remove()
     maps = []
     for layer, (name, m) in enumerate(found):
-        if name not in qkv:
+        if name not in qk:
             continue
-        B, T, C3 = qkv[name].shape
-        C = C3 // 3
-        q, k, _ = qkv[name].float().split(C, dim=2)
-        q, k = (t.view(B, T, m.n_head, C // m.n_head).transpose(1, 2) for t in (q, k))
-        scores = q @ k.transpose(-2, -1) / math.sqrt(C // m.n_head)
+        q, k = qk[name]
+        T = q.size(-2)
+        scores = q @ k.transpose(-2, -1) / math.sqrt(q.size(-1))
         scores = scores.masked_fill(torch.ones(T, T, dtype=torch.bool, device=x.device).triu(1), float("-inf"))
         weights = scores.softmax(-1)[0]
         for head in range(m.n_head):
             # the causal map is lower-triangular: row i keeps its i + 1 entries
             maps.append({"layer": layer, "name": name, "head": head, "map": [weights[head, i, :i + 1] for i in range(T)]})
     return maps
+
+
+def queries_and_keys(module, args, kwargs):
+    """(q, k) as float (B, n_head, T, head_dim), computed as the module's forward computes them from its input x
+    and, where it is passed, rope (nanostack's CausalSelfAttention(x, kv_cache, layer, rope))."""
+    x = args[0] if args else kwargs["x"]
+    rope = args[3] if len(args) > 3 else kwargs.get("rope")
+    B, T, C = x.shape
+    if hasattr(module, "modern_qkv") and (getattr(module, "qk_norm", False) or rope is not None):
+        q, k, _ = module.modern_qkv(x, rope)
+    else:
+        q, k, _ = module.c_attn(x).split(C, dim=2)
+        q, k = (t.view(B, T, module.n_head, C // module.n_head).transpose(1, 2) for t in (q, k))
+    return q.detach().float(), k.detach().float()
 
 
 def tidy(node):
