@@ -104,9 +104,10 @@ def update_ratio(ctx, from_probes=None) -> CheckResult:
     source = "probes.jsonl"
     if not records:
         if getattr(ctx, "quick", False):
-            return CheckResult("update-ratio", "SKIP", detail="no probes to read, and --quick trains nothing")
+            return CheckResult("update-ratio", "SKIP", detail=f"{why_no_ratios(ctx)}, and --quick trains nothing")
         records = ctx.update_ratios
-        source = f"{int(t['steps'])} steps at lr {ctx.learning_rate:.2g}"
+        why = f": {why_no_ratios(ctx)}" if ctx.run is not None else ""
+        source = f"{int(t['steps'])} steps at lr {ctx.learning_rate:.2g}{why}"
     hidden = [r for r in records if r["role"] == "hidden" and r.get("trained", True) and r["update"] is not None]
     chosen = hidden or [r for r in records if r.get("trained", True) and r["update"] is not None]
     if not chosen:
@@ -121,6 +122,17 @@ def update_ratio(ctx, from_probes=None) -> CheckResult:
     return CheckResult("update-ratio", status, value, f"{low:g} .. {high:g}",
                        detail=f"median log10 update/data {value:.2f} over {which} ({source})",
                        data={"per_weight": dict(per_weight), "band": [low, high], "adaptive": ctx.adaptive})
+
+
+def why_no_ratios(ctx) -> str:
+    """Why the run's probes gave no update ratio to read: none written, or all within the warmup."""
+    probes = [r for r in ctx.probes() if r.get("kind") == "probe"]
+    if not probes:
+        return "no probe records to read" if ctx.run is not None else "no run, so no probes to read"
+    if all(r["step"] < ctx.warmup_iters for r in probes):
+        return f"every probe record is inside the warmup (first {ctx.warmup_iters} steps), where updates are not " \
+               "yet at the run's lr"
+    return "no probe record has update ratios"
 
 
 def ratios_from_probes(ctx) -> list:
