@@ -34,6 +34,9 @@ bench: $(BIN)/nanostack
 	$(BIN)/python bench/grad_step.py
 	$(TEST_DATA) $(BIN)/python bench/bpe.py
 	$(TEST_DATA) $(BIN)/python bench/serve_load.py
+	$(TEST_DATA) $(BIN)/python bench/dataengine.py
+	$(TEST_DATA) $(BIN)/python bench/recipe.py
+	$(TEST_DATA) $(BIN)/python bench/cli_start.py
 	$(BIN)/python bench/chat_arithmetic.py
 
 clean:
