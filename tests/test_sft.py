@@ -159,6 +159,21 @@ def test_init_extends_a_base_runs_tokenizer_and_embedding(corpus, tmp_path, chat
     assert torch.allclose(after[old.vocab_size:], before.mean(0).expand(len(CHAT_TOKENS), -1), atol=1e-6)
 
 
+def test_init_with_weight_averaging_averages_from_the_base_weights(corpus, tmp_path):
+    """--ema copies the weights it averages when it starts: with --init, they must be the base run's,
+    not the random ones the model was built with."""
+    base = tmp_path / "base"
+    assert main(["train", "--out", str(base), "--data", str(corpus), *flags({**TINY, "max_iters": 10})]) == 0
+    tuned = tmp_path / "tuned"
+    settings = {k: v for k, v in TINY.items() if k not in ("n_layer", "n_head", "n_embd", "block_size")}
+    assert main(["train", "--out", str(tuned), "--init", str(base), "--data", str(corpus), "--ema", "0.9",
+                 *flags({**settings, "max_iters": 2, "eval_interval": 2, "learning_rate": 0.0, "min_lr": 0.0,
+                         "weight_decay": 0.0})]) == 0
+    start = load_file(str(base / "best" / "model.safetensors"))
+    averaged = load_file(str(tuned / "best" / "model.safetensors"))  # best/ holds the average
+    assert start.keys() == averaged.keys() and all(torch.equal(start[k], averaged[k]) for k in start)
+
+
 def test_a_resumed_chat_run_ends_with_the_same_weights(chat_file, tmp_path):
     settings = {**TINY, "block_size": 0, "max_iters": 6, "eval_interval": 3, "ckpt_interval": 3, "dropout": 0.1}
     straight, halted = tmp_path / "straight", tmp_path / "halted"

@@ -71,6 +71,8 @@ def train_as(ranks, run, cfg_overrides, preset, resume, force, log) -> dict:
             return fit_by_counting(run, cfg, data, model, engine, log)
         optimizer = engine.optimizer(model, cfg.learning_rate, cfg.weight_decay, (cfg.beta1, cfg.beta2), cfg.optimizer,
                                      cfg.muon_lr, cfg.muon_momentum)
+        if cfg.init and not (resume and run.checkpoint("latest") is not None):
+            load_base_weights(model, cfg, log)  # fine-tuning starts from the base run (before --ema copies it)
         if cfg.ema:  # evaluations and best/ use the average; latest/ holds both
             optimizer = WeightAverage(optimizer, model, cfg.ema)
         streams = RandomStreams(cfg.seed, engine)
@@ -82,8 +84,6 @@ def train_as(ranks, run, cfg_overrides, preset, resume, force, log) -> dict:
         elif resume:
             run.truncate_metrics(0)
             log(f"{run.path} stopped before its first checkpoint: starting it again from step 0")
-        if step == 0 and cfg.init:  # fine-tuning: start from the base run's weights
-            load_base_weights(model, cfg, log)
         if step >= cfg.max_iters:
             log(f"{run.path} is already at step {step} of max_iters {cfg.max_iters}: nothing to train "
                 "(raise --max-iters to continue it)")
