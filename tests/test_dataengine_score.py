@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 import torch
 
-from testkit import TINY, run_cli, shared_file
+from testkit import TINY, run_cli, shared_file, one_torch_thread  # noqa: F401 (one_torch_thread: a fixture)
 from dataengine_helpers import random_strings, write_lines
 
 pytest.importorskip("duckdb")
@@ -25,15 +25,6 @@ from nanostack.train import train  # noqa: E402
 quiet = lambda *a, **k: None  # noqa: E731
 
 
-
-@pytest.fixture(autouse=True, scope="module")
-def one_torch_thread():
-    """These models are tiny: one thread is as fast as two, and on a shared, busy machine two threads
-    spin-wait on each other (10-20x slower). Restored afterwards."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 @pytest.fixture(scope="module")
 def tiny(tmp_path_factory):

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from testkit import TINY, flags, run_cli, shared_file
+from testkit import TINY, flags, run_cli, shared_file, one_torch_thread  # noqa: F401 (one_torch_thread: a fixture)
 from dataengine_helpers import write_lines, write_telemetry
 from nanostack.data import open_dataset, read_examples
 from nanostack.data.examples import example_id
@@ -22,15 +22,6 @@ NAMES = ["emma", "olivia", "ava", "isabella", "sophia", "charlotte", "mia", "ame
          "luna", "grace", "chloe", "penelope", "layla", "riley", "zoey", "nora", "lily", "eleanor", "hannah"]
 
 
-
-@pytest.fixture(autouse=True, scope="module")
-def one_torch_thread():
-    """These models are tiny: one thread is as fast as two, and on a shared, busy machine two threads
-    spin-wait on each other (10-20x slower). Restored afterwards."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 @pytest.fixture
 def home(tmp_path, monkeypatch):

@@ -42,3 +42,15 @@ def run_cli(capsys, *args):
     code = main([str(a) for a in args])
     captured = capsys.readouterr()
     return code, captured.out, captured.err
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_torch_thread():
+    """For modules of tiny models (import it): one thread is as fast as two, and on a shared, busy machine
+    two threads spin-wait on each other (10-20x slower). Restored afterwards."""
+    import torch  # noqa: PLC0415 (testkit itself stays importable without torch)
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

@@ -9,7 +9,7 @@ import pytest
 
 import torch
 
-from testkit import shared_file
+from testkit import shared_file, one_torch_thread  # noqa: F401 (one_torch_thread: a fixture)
 from recipe_helpers import GPT_SHAPE, GPT_TRAIN, gpt_context, mlp_context
 from nanostack.recipe import Doctor, DoctorContext
 from nanostack.recipe.report import PLOTS_HINT, render_report
@@ -18,16 +18,6 @@ from nanostack.train import train
 quiet = lambda *a: None  # noqa: E731
 GPT_SKIPS = {"saturation", "run-health"}   # a GPT has no tanh; a model checked before training has no run
 MLP_SKIPS = {"run-health"}
-
-
-@pytest.fixture(autouse=True, scope="module")
-def one_torch_thread():
-    """These models are tiny: one thread is as fast as two, and on a shared, busy machine two threads
-    spin-wait on each other (10-20x slower). Restored afterwards."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def verdicts(ctx, **kwargs) -> dict:

@@ -11,7 +11,7 @@ import torch
 from torch.nn import functional as F
 
 import nanostack
-from testkit import TINY, run_cli, shared_file
+from testkit import TINY, run_cli, shared_file, one_torch_thread  # noqa: F401 (one_torch_thread: a fixture)
 from recipe_helpers import GPT_SHAPE, NonCausalAttention, adamw
 from nanostack.data import open_dataset
 from nanostack.models import ModelConfig
@@ -26,15 +26,6 @@ from nanostack.train.probes import attention_maps
 
 quiet = lambda *a: None  # noqa: E731
 SMALL = {"n_layer": 2, "n_embd": 32, "n_head": 2}
-
-
-@pytest.fixture(autouse=True, scope="module")
-def one_torch_thread():
-    """Tiny models: one thread is as fast as two, and on a busy machine two threads spin-wait on each other."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def results_of(ctx, only, quick=True) -> dict:

@@ -7,7 +7,7 @@ import torch
 import torch.nn as nn
 from safetensors.torch import load_file
 
-from testkit import TINY
+from testkit import TINY, one_torch_thread  # noqa: F401 (one_torch_thread: a fixture)
 from nanostack.train import train
 from nanostack.train.probe_stats import Capture, to_host
 from nanostack.train.probes import make_probe
@@ -15,15 +15,6 @@ from nanostack.train.probes import make_probe
 quiet = lambda *a: None  # noqa: E731
 RUN = {**TINY, "n_layer": 2, "dropout": 0.1, "max_iters": 12, "eval_interval": 6, "ckpt_interval": 6,
        "log_interval": 3, "lr_decay_iters": 12}
-
-
-@pytest.fixture(autouse=True, scope="module")
-def one_torch_thread():
-    """Tiny models: one thread is as fast as two, and on a busy machine two threads spin-wait on each other."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def records(run_dir):
