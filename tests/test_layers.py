@@ -61,6 +61,15 @@ def test_the_numpy_twin_and_the_tokenizers_load_no_torch():
     assert done.returncode == 0 and done.stdout.strip() == "False", done.stderr
 
 
+def test_the_cli_parser_loads_neither_torch_nor_numpy():
+    """`nanostack --help` and argument errors answer at once: building the parser of every command loads
+    no torch, no numpy and no urllib (each takes a tenth of a second or more to import)."""
+    code = ("import sys, nanostack.cli; nanostack.cli.build_parser(); "
+            "print(sorted(m for m in ('torch', 'numpy', 'urllib.request') if m in sys.modules))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0 and done.stdout.strip() == "[]", (done.stdout, done.stderr)
+
+
 @pytest.mark.slow
 def test_a_wheel_install_has_its_presets_and_help(tmp_path, corpus):
     root = PACKAGE.parent
