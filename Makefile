@@ -6,7 +6,7 @@ SHARED_DATA := $(abspath ../shared/data)
 # tests read tinyshakespeare.txt / names.txt from here instead of downloading them
 TEST_DATA := $(if $(wildcard $(SHARED_DATA)),NANOSTACK_DATA_DIR=$(SHARED_DATA),)
 
-.PHONY: demo test bench clean chromium
+.PHONY: demo test bench clean chromium graphviz
 
 $(BIN)/nanostack: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -17,14 +17,20 @@ demo: $(BIN)/nanostack
 	$(BIN)/nanostack train --config cpu_small --out runs/demo --force
 	$(BIN)/nanostack sample runs/demo --max-new-tokens 500
 
-# the page's tests drive Debian's Chromium (Playwright's own browser download needs the internet)
+# the page's tests drive Debian's Chromium (Playwright's own browser download needs the internet);
+# grad's graph drawing test renders with graphviz's dot
 SUDO := $(if $(filter 0,$(shell id -u)),,sudo -n)
 chromium:
 	@command -v chromium >/dev/null 2>&1 || ! command -v apt-get >/dev/null 2>&1 || \
 		$(SUDO) apt-get install -y -q chromium || { $(SUDO) apt-get update -q && $(SUDO) apt-get install -y -q chromium; } || \
 		echo "could not install chromium: the browser tests will skip"
 
-test: $(BIN)/nanostack chromium
+graphviz:
+	@command -v dot >/dev/null 2>&1 || ! command -v apt-get >/dev/null 2>&1 || \
+		$(SUDO) apt-get install -y -q graphviz || { $(SUDO) apt-get update -q && $(SUDO) apt-get install -y -q graphviz; } || \
+		echo "could not install graphviz: the graph drawing test will skip"
+
+test: $(BIN)/nanostack chromium graphviz
 	$(TEST_DATA) $(BIN)/python -m pytest -q
 
 bench: $(BIN)/nanostack
