@@ -128,6 +128,12 @@ def test_settings_several_ranks_cannot_run_are_refused():
                                                    "optimizer": "muon"}), 2)
     with pytest.raises(UserError, match="numpy backend trains in one process"):
         check_parallel_settings(SimpleNamespace(**{**vars(cfg), "backend": "numpy"}), 2)
+    ok = {**vars(cfg), "gradient_accumulation_steps": 4}
+    with pytest.raises(UserError, match="--examples chat trains in one process"):  # ranks would skip batches apart
+        check_parallel_settings(SimpleNamespace(**{**ok, "examples": "chat"}), 2)
+    with pytest.raises(UserError, match="--init loads the base run's weights into a whole model"):
+        check_parallel_settings(SimpleNamespace(**{**ok, "parallel": "fsdp", "init": "/runs/base"}), 2)
+    check_parallel_settings(SimpleNamespace(**{**ok, "init": "/runs/base"}), 2)  # DDP holds whole models
     with pytest.raises(UserError, match="cannot be shared"):
         Ranks(0, 2).device("cuda:1")
 

@@ -174,6 +174,15 @@ def test_init_with_weight_averaging_averages_from_the_base_weights(corpus, tmp_p
     assert start.keys() == averaged.keys() and all(torch.equal(start[k], averaged[k]) for k in start)
 
 
+def test_a_fine_tuned_run_resumes_with_its_base_given_as_a_relative_path(corpus, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert main(["train", "--out", "base", "--data", str(corpus), *flags({**TINY, "max_iters": 4})]) == 0
+    settings = {k: v for k, v in TINY.items() if k not in ("n_layer", "n_head", "n_embd", "block_size")}
+    assert main(["train", "--out", "tuned", "--init", "base", "--data", str(corpus),
+                 *flags({**settings, "max_iters": 4})]) == 0
+    assert main(["train", "--out", "tuned", "--resume", "--init", "./base", "--max-iters", "6"]) == 0  # same base
+
+
 def test_a_resumed_chat_run_ends_with_the_same_weights(chat_file, tmp_path):
     settings = {**TINY, "block_size": 0, "max_iters": 6, "eval_interval": 3, "ckpt_interval": 3, "dropout": 0.1}
     straight, halted = tmp_path / "straight", tmp_path / "halted"

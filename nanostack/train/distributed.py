@@ -172,6 +172,12 @@ def check_parallel_settings(cfg, world_size: int) -> None:
     if getattr(cfg, "ema", 0):
         raise UserError("--ema keeps one process's copy of the weights; several ranks do not average it",
                         "drop --ema under torchrun, or train in one process")
+    if getattr(cfg, "examples", "") == "chat":  # a batch with no trained token is skipped, by one rank alone
+        raise UserError("--examples chat trains in one process: a rank whose batch has no trained token skips it, "
+                        "and ranks must step together", "train conversations without torchrun")
+    if cfg.parallel == "fsdp" and getattr(cfg, "init", ""):
+        raise UserError("--init loads the base run's weights into a whole model, and --parallel fsdp shards it",
+                        "fine-tune with --parallel ddp, or in one process")
     if cfg.parallel == "fsdp" and cfg.model != "transformer":
         raise UserError(f"--parallel fsdp shards the transformer's blocks; the {cfg.model} has none",
                         "use --parallel ddp")

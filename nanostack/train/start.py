@@ -107,4 +107,5 @@ def _absolute_tokenizer(value: str) -> str:
 
 
 def _with_absolute_paths(cfg):
-    return replace(cfg, data=_absolute_data(cfg.data), tokenizer=_absolute_tokenizer(cfg.tokenizer))
+    init = str(Path(cfg.init).expanduser().resolve()) if cfg.init else cfg.init  # as settle_init stores it
+    return replace(cfg, data=_absolute_data(cfg.data), tokenizer=_absolute_tokenizer(cfg.tokenizer), init=init)
