@@ -47,9 +47,12 @@ def test_gpt2_equals_tiktoken_on_tinyshakespeare(gpt2, reference, shakespeare):
     assert gpt2.decode(ids) == shakespeare
 
 
+# Characters unassigned in Python's Unicode tables (14.0 on 3.11) are left out: engines built on other
+# Unicode versions disagree on them. The regex module (Unicode 17) reads U+323B0 (CJK Extension J) as a
+# letter and tiktoken does not, so "\U000323b0's" splits differently; there is no one right answer.
 unicode_text = st.lists(
     st.one_of(
-        st.characters(codec="utf-8"),  # anything, control characters and combining marks included
+        st.characters(codec="utf-8", exclude_categories=["Cn"]),  # control characters and combining marks included
         st.sampled_from(list(" \t\n\r  0123456789'sdtmlvre") + ["🙂", "👩‍👩‍👧", "日本", "é", "e\u0301", "\u200d",
                                                                    "'s", "'ll", "   ", "\r\n"]),
     ),
