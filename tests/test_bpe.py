@@ -4,30 +4,16 @@ import json
 import pytest
 import regex
 import rustbpe
-import tiktoken
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from tiktoken.load import load_tiktoken_bpe
 
-from testkit import shared_file
+from testkit import gpt2, reference, shared_file  # noqa: F401 (gpt2, reference: fixtures)
 from nanostack.errors import UserError
 from nanostack.tokenizer import BPETokenizer, load_tokenizer
 from nanostack.tokenizer import bpe as bpe_module
 from nanostack.tokenizer.patterns import GPT2, GPT4, FastSplitter, compile_pattern
 
 TEXT = "Hello, world! It's 2026: naïve café — 日本語 🙂🙂 e\u0301\n\n\tdone   now 12345 ok?!"
-
-
-@pytest.fixture(scope="module")
-def gpt2():
-    return BPETokenizer.from_tiktoken(shared_file("gpt2.tiktoken"))
-
-
-@pytest.fixture(scope="module")
-def reference():
-    """tiktoken's own encoder over the same ranks file, read by tiktoken's own loader."""
-    ranks = load_tiktoken_bpe(str(shared_file("gpt2.tiktoken")))
-    return tiktoken.Encoding("gpt2", pat_str=GPT2, mergeable_ranks=ranks, special_tokens={"<|endoftext|>": 50256})
 
 
 @pytest.fixture(scope="module")

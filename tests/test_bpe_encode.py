@@ -2,12 +2,10 @@
 look-up, the cache, huge texts in pieces, and encode_batch over worker processes."""
 import pytest
 import regex
-import tiktoken
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from tiktoken.load import load_tiktoken_bpe
 
-from testkit import shared_file
+from testkit import gpt2, reference, shared_file  # noqa: F401 (gpt2, reference: fixtures)
 from nanostack.errors import UserError
 from nanostack.tokenizer import BPETokenizer
 from nanostack.tokenizer import bpe as bpe_module
@@ -18,17 +16,6 @@ from nanostack.tokenizer.patterns import GPT2, GPT4, cut_text
 @pytest.fixture(scope="module")
 def shakespeare():
     return shared_file("tinyshakespeare.txt").read_text(encoding="utf-8")
-
-
-@pytest.fixture(scope="module")
-def gpt2():
-    return BPETokenizer.from_tiktoken(shared_file("gpt2.tiktoken"))
-
-
-@pytest.fixture(scope="module")
-def reference():
-    ranks = load_tiktoken_bpe(str(shared_file("gpt2.tiktoken")))
-    return tiktoken.Encoding("gpt2", pat_str=GPT2, mergeable_ranks=ranks, special_tokens={"<|endoftext|>": 50256})
 
 
 lines = st.lists(st.text(alphabet=st.sampled_from(list("ab1 :\t\r\n'é🙂-")), max_size=12), max_size=40).map("\n".join)

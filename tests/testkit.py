@@ -54,3 +54,23 @@ def one_torch_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="module")
+def gpt2():
+    """GPT-2's tokenizer, from the ranks file (import it into a module)."""
+    from nanostack.tokenizer import BPETokenizer  # noqa: PLC0415
+
+    return BPETokenizer.from_tiktoken(shared_file("gpt2.tiktoken"))
+
+
+@pytest.fixture(scope="module")
+def reference():
+    """tiktoken's own encoder over the same ranks file, read by tiktoken's own loader."""
+    import tiktoken  # noqa: PLC0415
+    from tiktoken.load import load_tiktoken_bpe  # noqa: PLC0415
+
+    from nanostack.tokenizer.patterns import GPT2  # noqa: PLC0415
+
+    ranks = load_tiktoken_bpe(str(shared_file("gpt2.tiktoken")))
+    return tiktoken.Encoding("gpt2", pat_str=GPT2, mergeable_ranks=ranks, special_tokens={"<|endoftext|>": 50256})

@@ -150,8 +150,9 @@ def train_loop(run, cfg, data, model, optimizer, engine, streams, step, best_val
             grad_norm = None
             if learned and (cfg.grad_clip > 0 or logging):  # clipping off: the norm is measured on logged steps only
                 grad_norm = engine.clip_grad_norm(model, cfg.grad_clip if cfg.grad_clip > 0 else math.inf)
-            shared = cfg.gradient_accumulation_steps if learned == micro_steps else max(learned, 1) * ranks.world_size
-            loss_mean = ranks.sum(loss_sum) / shared
+            # the mean over the micro-batches that learned (all of them on every rank but for chat data, which
+            # trains in one process): gradient_accumulation_steps when none was skipped
+            loss_mean = ranks.sum(loss_sum) / (max(learned, 1) * ranks.world_size)
             loss_value, grad_norm = engine.read_numbers(loss_mean, grad_norm)  # the step's one host sync
             if not (math.isfinite(loss_value) and (grad_norm is None or math.isfinite(grad_norm))):
                 raise everywhere(diverged(run, loss_value, grad_norm, step + 1))
