@@ -5,7 +5,8 @@
 Times, each the best of --repeats fresh processes, run alternately so all see the same machine:
 `nanostack --help`, `nanostack tokenizer encode hello` (GPT-2's tokenizer, from NANOSTACK_DATA_DIR or
 the download cache), and `nanostack sample` of --tokens tokens from a cpu_small run (random-ish
-weights: one training step; speed does not depend on them). With --nanogpt, nanoGPT's own sample.py
+weights: one training step; speed does not depend on them): by default (the numpy decoder, no torch)
+and with --backend torch. With --nanogpt, nanoGPT's own sample.py
 samples the same number of tokens from a cpu_small-shaped checkpoint in a temporary copy of its
 folder (char vocabulary of the same 65 characters, one sample, CPU, float32, no compile). Then the
 modules `nanostack --help` spends the most import time on (python -X importtime). One JSON line each.
@@ -83,6 +84,8 @@ def main():
             "help": (NANOSTACK + ["--help"], None),
             "tokenizer_encode": (NANOSTACK + ["tokenizer", "encode", "hello"], None),
             "sample": (NANOSTACK + ["sample", str(run), "--max-new-tokens", str(args.tokens)], None),
+            "sample_torch": (NANOSTACK + ["sample", str(run), "--max-new-tokens", str(args.tokens), "--backend", "torch"],
+                             None),
         }
         if args.nanogpt:
             folder = nanogpt_folder(Path(args.nanogpt).resolve(), run, root)

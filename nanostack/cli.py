@@ -60,9 +60,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="which checkpoint to load (default: best, the lowest val loss)")
     s.add_argument("--device", default="auto",
                    help="device to sample on: auto, cpu, cuda, cuda:N or mps (default: auto, as train)")
-    s.add_argument("--backend", choices=("torch", "numpy"), default="torch",
+    s.add_argument("--backend", choices=("auto", "torch", "numpy"), default="auto",
                    help="engine to sample with: torch, or numpy (nanostack.grad, CPU only); either loads a "
-                        "checkpoint trained on either (default: torch)")
+                        "checkpoint trained on either. auto (the default): a text stream from a small GPT-2-style "
+                        "model is decoded in plain numpy on the CPU (the same tokens as torch, started without "
+                        "torch); everything else with torch")
     e = sub.add_parser("eval", help="the exact loss of a run on its held-out data",
                        description="Evaluate a run on the data it trained on (checked unchanged, with the run's own "
                                    "tokenizer): the mean NLL per token over every held-out example (every window of a "
@@ -385,16 +387,14 @@ def run(argv) -> int:
 
         return commands.report(args.run_dir, not args.no_plots, args.tensorboard)
     elif args.command == "sample":
-        from nanostack.models.engines import resolve_device
         from nanostack.sample import sample_run
 
         if args.max_new_tokens < 0 or (args.num_samples is not None and args.num_samples < 1):
             raise UserError("--max-new-tokens must be >= 0 and --num-samples >= 1", "fix the numbers")
         if args.backend == "numpy" and args.device not in ("cpu", "auto"):
             raise UserError(f"the numpy backend samples on the CPU, not on {args.device}", "drop --device")
-        device = "cpu" if args.backend == "numpy" else resolve_device(args.device)
         sample_run(args.run_dir, args.prompt, args.max_new_tokens, args.num_samples, args.temperature, args.top_k,
-                   args.top_p, args.seed, args.checkpoint, device, args.backend,
+                   args.top_p, args.seed, args.checkpoint, args.device, args.backend,
                    warn=lambda message: print(message, file=sys.stderr))
     elif args.command == "serve":
         run_serve(args)

@@ -1,14 +1,17 @@
 """Sampling from a trained run: stream generated text, or (for example-per-row runs) generate new
 examples and say which ones the training data already holds. The run folder (nanostack.run)
-gives the model and its tokenizer; this module knows nothing of training."""
+gives the model and its tokenizer; this module knows nothing of training.
+
+A text stream from a small GPT-2-style model on the CPU is decoded by models/numpy_decode.py (the
+same tokens for the same seed), so that `nanostack sample` starts at once: torch is imported only
+when a torch model samples.
+"""
 import codecs
 import sys
 from itertools import chain
 
-import torch
-
 from nanostack.errors import UserError
-from nanostack.models import generate_tokens
+from nanostack.models.numpy_decode import NumpyDecoder, TorchCPURandom
 from nanostack.run import open_run
 
 
@@ -26,16 +29,14 @@ def stream_samples(model, tokenizer, prompt="", max_new_tokens=500, num_samples=
     out = out or sys.stdout
     check_sampling(temperature, top_k, top_p)
     ids = tokenizer.encode(prompt) if prompt else _start_token(tokenizer)
-    device = device_of(model)
-    idx = torch.tensor([list(ids)], dtype=torch.long, device=device)
-    generator = torch.Generator(device=device).manual_seed(seed)
+    continuations = token_streams(model, list(ids), seed)
     for i in range(num_samples):
         if i:
             out.write(separator)
         out.write(prompt)
         text_of = stream_decoder(tokenizer)
-        for token in generate_tokens(model, idx, max_new_tokens, temperature, top_k, top_p, generator):
-            out.write(text_of(token[0].tolist()))
+        for token in continuations(max_new_tokens, temperature, top_k, top_p):
+            out.write(text_of([token]))
             out.flush()
         out.write(text_of([], final=True))
     out.write("\n")
@@ -52,8 +53,26 @@ def check_sampling(temperature, top_k, top_p) -> None:
         raise UserError(f"top_p must be in (0, 1], got {top_p}", "use e.g. --top-p 0.9")
 
 
+def token_streams(model, ids: list, seed: int):
+    """continuations(max_new_tokens, temperature, top_k, top_p) -> token ids (ints) continuing `ids`; one
+    random stream, seeded once, runs through all the continuations, on either decoder."""
+    if isinstance(model, NumpyDecoder):
+        rng = TorchCPURandom(seed)
+        return lambda *options: model.generate_tokens(ids, *options, rng=rng)
+    import torch  # noqa: PLC0415
+
+    from nanostack.models import generate_tokens  # noqa: PLC0415
+
+    device = device_of(model)
+    idx = torch.tensor([ids], dtype=torch.long, device=device)
+    generator = torch.Generator(device=device).manual_seed(seed)
+    return lambda *options: (int(t) for t in generate_tokens(model, idx, *options, generator))
+
+
 def device_of(model):
     """Where a model's weights are: its first parameter's or buffer's device (numpy models: the CPU)."""
+    import torch  # noqa: PLC0415
+
     if isinstance(model, torch.nn.Module):
         for tensor in chain(model.parameters(), model.buffers()):
             return tensor.device
@@ -80,6 +99,10 @@ def sample_examples(model, tokenizer, num_samples=10, temperature=1.0, top_k=Non
     """Generate num_samples new examples of an example-per-row run (each starts after the boundary token
     and ends at it), written to `out` (stdout) one per line (paragraphs: separated by a blank line).
     Those that occur in train_words are marked "(in train)"; the others are new. Returns the examples."""
+    import torch  # noqa: PLC0415
+
+    from nanostack.models import generate_tokens  # noqa: PLC0415
+
     out = out or sys.stdout
     check_sampling(temperature, top_k, top_p)
     boundary_id = int(tokenizer.encode(boundary, allowed_special="all")[0])
@@ -105,12 +128,24 @@ def sample_examples(model, tokenizer, num_samples=10, temperature=1.0, top_k=Non
 
 
 def sample_run(run_dir, prompt="", max_new_tokens=500, num_samples=None, temperature=1.0, top_k=None, top_p=None,
-               seed=1337, which="best", device="cpu", backend="torch", warn=print) -> None:
-    """`nanostack sample`: new examples for an example-per-row run without a prompt, else a text stream."""
+               seed=1337, which="best", device="auto", backend="auto", warn=print) -> None:
+    """`nanostack sample`: new examples for an example-per-row run without a prompt, else a text stream.
+
+    backend auto streams text from a small GPT-2-style model with the numpy decoder on the CPU (device
+    auto or cpu), and samples everything else with torch on `device`."""
     run = open_run(run_dir)
     check_sampling(temperature, top_k, top_p)
-    model, tokenizer = run.load_model(which, device, backend), run.tokenizer()
-    if run.example_boundary is not None and not prompt:
+    examples = run.example_boundary is not None and not prompt
+    model = None
+    if backend == "auto" and device in ("auto", "cpu") and not examples:
+        model = run.load_decoder(which)
+    if model is None:
+        from nanostack.models.engines import resolve_device  # noqa: PLC0415
+
+        device = "cpu" if backend == "numpy" else resolve_device(device)
+        model = run.load_model(which, device, "torch" if backend == "auto" else backend)
+    tokenizer = run.tokenizer()
+    if examples:
         try:
             train_words = [e.text for e in run.dataset().examples("train", model.config.block_size)]
         except UserError:

@@ -94,7 +94,8 @@ def test_cli_samples_a_torch_run_with_the_numpy_backend(corpus, tmp_path):
     done = run_nanostack("sample", out, "--backend", "numpy", "--prompt", "the", "--max-new-tokens", "30",
                          "--temperature", "0")
     assert done.returncode == 0, done.stderr
-    torch_done = run_nanostack("sample", out, "--prompt", "the", "--max-new-tokens", "30", "--temperature", "0")
+    torch_done = run_nanostack("sample", out, "--backend", "torch", "--prompt", "the", "--max-new-tokens", "30",
+                               "--temperature", "0")
     assert done.stdout == torch_done.stdout  # greedy: the two engines pick the same tokens
 
 

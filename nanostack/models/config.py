@@ -10,6 +10,10 @@ from dataclasses import dataclass
 KINDS = ("transformer", "bigram", "bigram_counts", "mlp", "rnn", "gru", "lstm", "wavenet")
 ACTIVATIONS = ("gelu", "gelu_tanh", "relu2")  # exact erf GELU, GPT-2's tanh GELU (gelu_new), ReLU squared
 GPT2_ACTIVATIONS = ("gelu", "gelu_tanh")  # the two GELUs are GPT-2's architecture, not a modern option
+# Below this many parameters a decoding step is dozens of tiny ops: waking a second thread for each
+# costs more than it saves (one thread samples cpu_small ~20% faster on 2 cores), and sample.py
+# decodes GPT-2-style models in plain numpy (numpy_decode.py), which starts without torch.
+SMALL_MODEL = 5_000_000
 # the transformer's options beyond GPT-2, each with the value that turns it off
 MODERN_DEFAULTS = {"rotary": False, "rmsnorm": False, "qk_norm": False, "activation": "gelu", "untied_head": False,
                    "zero_init": False}

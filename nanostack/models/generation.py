@@ -7,6 +7,8 @@ yields each new token as it comes; `generate` returns the whole extended sequenc
 import torch
 from torch.nn import functional as F
 
+from nanostack.models.config import SMALL_MODEL
+
 
 def sample_next_token(logits, temperature=1.0, top_k=None, top_p=None, generator=None):
     """One token id per row of logits (B, vocab). temperature 0 means greedy (argmax)."""
@@ -30,9 +32,6 @@ def sample_next_token(logits, temperature=1.0, top_k=None, top_p=None, generator
     return torch.searchsorted(cdf, u, right=True).clamp_(max=probs.size(-1) - 1)
 
 
-# Below this many parameters a decoding step is dozens of tiny ops, and waking a second thread for
-# each costs more than it saves: one thread samples cpu_small ~20% faster on 2 cores.
-SMALL_MODEL = 5_000_000
 
 
 def generate(model, idx, max_new_tokens: int, **sampling):

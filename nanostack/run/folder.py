@@ -172,14 +172,27 @@ class RunFolder:
         (a numpy model comes behind a torch facade)."""
         from nanostack.models.engines import build_model, for_inference, load_weights  # noqa: PLC0415
 
+        model = build_model(backend, self._model_config_of_tokenizer(), seed=0, device="cpu")
+        load_weights(model, self.checkpoint_for_reading(which) / "model.safetensors")
+        return for_inference(model, device)
+
+    def load_decoder(self, which: str = "best"):
+        """The checkpoint in models/numpy_decode.py's decoder (small GPT-2-style models, no torch), or None
+        where that does not apply or the weights are not as expected (load_model then says what is wrong)."""
+        from nanostack.models.numpy_decode import decoder_problem, read_decoder  # noqa: PLC0415
+
+        model_config = self._model_config_of_tokenizer()
+        if decoder_problem(model_config):
+            return None
+        return read_decoder(model_config, self.checkpoint_for_reading(which) / "model.safetensors")
+
+    def _model_config_of_tokenizer(self) -> ModelConfig:
         model_config = self.model_config()
         tokenizer = self.tokenizer()
         if tokenizer.vocab_size != model_config.vocab_size:
             raise UserError(f"tokenizer of {self.path} has {tokenizer.vocab_size} tokens but the model has "
                             f"{model_config.vocab_size}", "the run folder mixes files from two runs; retrain")
-        model = build_model(backend, model_config, seed=0, device="cpu")
-        load_weights(model, self.checkpoint_for_reading(which) / "model.safetensors")
-        return for_inference(model, device)
+        return model_config
 
     # ---- data ---------------------------------------------------------------------------------------
     def dataset(self, log=quiet):
