@@ -13,14 +13,15 @@ rules for their text are the Tokenizer interface's (base.py), as tiktoken's.
 import json
 from array import array
 from functools import cached_property
+from itertools import chain
 
 from nanostack.errors import UserError
 from nanostack.io import write_atomic
 from nanostack.tokenizer.base import Tokenizer, read_special_tokens
 from nanostack.tokenizer.bpe_encode import ChunkEncoder
-from nanostack.tokenizer.bpe_train import count_chunks, train_and_segment
+from nanostack.tokenizer.bpe_train import collector_paused, count_chunks, train_and_segment
 from nanostack.tokenizer.patterns import compile_pattern, resolve_pattern
-from nanostack.tokenizer.workers import even_ranges, share_work, usable_cores
+from nanostack.tokenizer.workers import even_ranges, map_tasks, usable_cores
 
 FORMAT_VERSION = 1
 PARALLEL_MIN_CHARS = 1_000_000  # below this much text, starting worker processes costs more than it saves
@@ -96,13 +97,11 @@ class BPETokenizer(Tokenizer):
         if workers <= 1 or sum(map(len, texts)) < PARALLEL_MIN_CHARS:
             return [self.encode(t, allowed_special) for t in texts]
         self._allowed(allowed_special)  # a bad argument is refused here, not in every worker
-        ranges = even_ranges(texts, workers * 8)
-        encoded = [None] * len(texts)
-        for done in share_work(_encode_ranges, (self, texts, allowed_special, ranges), len(ranges), workers,
-                               pack=_pack, unpack=_unpack):
-            for start, ids in done:
-                encoded[start:start + len(ids)] = ids
-        return encoded
+        _ = self._chunk_encoder  # built here, before the fork, so that no worker builds its own
+        ranges = even_ranges(texts, workers * 32)  # small tasks: the processes finish within ~30 ms of each other
+        shared = (self, texts, allowed_special, ranges)
+        with collector_paused():  # the result is millions of ints in acyclic lists: nothing to collect
+            return list(chain.from_iterable(map_tasks(_encode_range, shared, len(ranges), workers, _pack, _unpack)))
 
     # ---- decoding ---------------------------------------------------------------------------
     def _decode_ordinary_bytes(self, ids) -> bytes:
@@ -166,19 +165,16 @@ def _check_merges(merges, byte_ids, source):
                             "restore the file or train it again")
 
 
-def _encode_ranges(shared, tasks) -> list:
-    """[(first text's index, [ids of each text])] for the ranges of texts numbered by tasks."""
+def _encode_range(shared, task) -> list:
+    """[ids of each text] of the range of texts numbered task."""
     tokenizer, texts, allowed_special, ranges = shared
-    done = []
-    for task in tasks:
-        start, stop = ranges[task]
-        done.append((start, [tokenizer.encode(texts[i], allowed_special) for i in range(start, stop)]))
-    return done
+    start, stop = ranges[task]
+    return [tokenizer.encode(texts[i], allowed_special) for i in range(start, stop)]
 
 
-def _pack(done):  # 4 bytes an id to send back, where a pickled list takes ~5 and unpickles 4x slower
-    return [(start, [array("I", ids) for ids in lists]) for start, lists in done]
+def _pack(lists):  # 4 bytes an id to send back, where a pickled list takes ~5 and unpickles 4x slower
+    return [array("I", ids) for ids in lists]
 
 
-def _unpack(done):
-    return [(start, [ids.tolist() for ids in arrays]) for start, arrays in done]
+def _unpack(arrays):
+    return [ids.tolist() for ids in arrays]
