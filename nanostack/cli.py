@@ -59,7 +59,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--checkpoint", choices=("best", "latest"), default="best",
                    help="which checkpoint to load (default: best, the lowest val loss)")
     s.add_argument("--device", default="auto",
-                   help="device to sample on: auto, cpu, cuda, cuda:N or mps (default: auto, as train)")
+                   help="device to sample on: auto, cpu, cuda, cuda:N or mps (default: auto, as train); with "
+                        "--backend auto a small GPT-2-style model decodes on the CPU")
     s.add_argument("--backend", choices=("auto", "torch", "numpy"), default="auto",
                    help="engine to sample with: torch, or numpy (nanostack.grad, CPU only); either loads a "
                         "checkpoint trained on either. auto (the default): a text stream from a small GPT-2-style "

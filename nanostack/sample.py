@@ -132,19 +132,20 @@ def sample_run(run_dir, prompt="", max_new_tokens=500, num_samples=None, tempera
     """`nanostack sample`: new examples for an example-per-row run without a prompt, else a text stream.
 
     backend auto streams text from a small GPT-2-style model with the numpy decoder on the CPU (device
-    auto or cpu), and samples everything else with torch on `device`."""
+    auto or cpu: a GPU's per-op cost exceeds such a model's work), and samples everything else with torch
+    on `device`."""
     run = open_run(run_dir)
     check_sampling(temperature, top_k, top_p)
     examples = run.example_boundary is not None and not prompt
+    tokenizer = run.tokenizer()
     model = None
     if backend == "auto" and device in ("auto", "cpu") and not examples:
-        model = run.load_decoder(which)
+        model = run.load_decoder(which, tokenizer)
     if model is None:
         from nanostack.models.engines import resolve_device  # noqa: PLC0415
 
         device = "cpu" if backend == "numpy" else resolve_device(device)
-        model = run.load_model(which, device, "torch" if backend == "auto" else backend)
-    tokenizer = run.tokenizer()
+        model = run.load_model(which, device, "torch" if backend == "auto" else backend, tokenizer)
     if examples:
         try:
             train_words = [e.text for e in run.dataset().examples("train", model.config.block_size)]

@@ -32,8 +32,6 @@ def sample_next_token(logits, temperature=1.0, top_k=None, top_p=None, generator
     return torch.searchsorted(cdf, u, right=True).clamp_(max=probs.size(-1) - 1)
 
 
-
-
 def generate(model, idx, max_new_tokens: int, **sampling):
     """idx (B, T) extended by max_new_tokens tokens: (B, T + max_new_tokens); options as generate_tokens."""
     return torch.cat([idx, *generate_tokens(model, idx, max_new_tokens, **sampling)], dim=1)

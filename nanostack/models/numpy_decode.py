@@ -4,7 +4,7 @@ Why: importing torch takes longer (~0.9 s) than sampling 2000 tokens from cpu_sm
 step of a model this small is a few dozen tiny ops, where torch's per-op cost dominates. So
 `nanostack sample` decodes such models here (sample.py decides when).
 
-What it promises: the same tokens as generation.generate_tokens for the same seed. It slides the
+What it promises: the same tokens as generation.generate_tokens on the CPU for the same seed. It slides the
 context window the same way, makes the same inverse-CDF draw (sample_next_token's, step for step),
 and draws from the same random stream: a CPU torch.Generator is MT19937 seeded by init_genrand, and
 Python's `random` runs MT19937 from any state it is given (TorchCPURandom). The logits agree with
@@ -42,7 +42,7 @@ def sample_next(logits: np.ndarray, temperature=1.0, top_k=None, top_p=None, rng
     """One token id from one row of logits (vocab,): generation.sample_next_token, op for op."""
     if temperature == 0:
         return int(np.argmax(logits))
-    logits = logits.astype(np.float32) * (np.float32(1) / np.float32(temperature))  # torch divides so
+    logits = logits.astype(np.float32) / np.float32(temperature)
     vocab = logits.shape[-1]
     if top_k is not None and top_k < vocab:
         kth = np.partition(logits, vocab - top_k)[vocab - top_k]
@@ -69,8 +69,9 @@ def decoder_problem(config: ModelConfig):
     """Why this decoder cannot sample a model of this config (a message), or None if it can."""
     if config.kind != "transformer":
         return f"it decodes transformers, not {config.kind}"
-    if config.modern_options():
-        return f"it has none of the modern options ({', '.join(config.modern_options())})"
+    options = [name for name in config.modern_options() if name != "zero_init"]  # zero_init: only the start
+    if options:
+        return f"it has none of the modern options ({', '.join(options)})"
     params = config.n_layer * 12 * config.n_embd ** 2 + (config.vocab_size + config.block_size) * config.n_embd
     if params >= SMALL_MODEL:
         return f"the model has ~{params / 1e6:.0f}M parameters: torch decodes models that large faster"

@@ -167,28 +167,29 @@ class RunFolder:
             raise UserError(f"optimizer state {path} is missing or corrupt ({type(e).__name__})",
                             "restore it, or start a new run") from None
 
-    def load_model(self, which: str = "best", device: str = "cpu", backend: str = "torch"):
+    def load_model(self, which: str = "best", device: str = "cpu", backend: str = "torch", tokenizer=None):
         """The run's model with checkpoint `which` loaded, in eval mode, ready to sample or evaluate
-        (a numpy model comes behind a torch facade)."""
+        (a numpy model comes behind a torch facade); tokenizer as load_decoder's."""
         from nanostack.models.engines import build_model, for_inference, load_weights  # noqa: PLC0415
 
-        model = build_model(backend, self._model_config_of_tokenizer(), seed=0, device="cpu")
+        model = build_model(backend, self._model_config_of_tokenizer(tokenizer), seed=0, device="cpu")
         load_weights(model, self.checkpoint_for_reading(which) / "model.safetensors")
         return for_inference(model, device)
 
-    def load_decoder(self, which: str = "best"):
+    def load_decoder(self, which: str = "best", tokenizer=None):
         """The checkpoint in models/numpy_decode.py's decoder (small GPT-2-style models, no torch), or None
-        where that does not apply or the weights are not as expected (load_model then says what is wrong)."""
+        where that does not apply or the weights are not as expected (load_model then says what is wrong).
+        tokenizer: the run's, if the caller has it already (GPT-2's takes ~0.3 s to load)."""
         from nanostack.models.numpy_decode import decoder_problem, read_decoder  # noqa: PLC0415
 
-        model_config = self._model_config_of_tokenizer()
+        model_config = self._model_config_of_tokenizer(tokenizer)
         if decoder_problem(model_config):
             return None
         return read_decoder(model_config, self.checkpoint_for_reading(which) / "model.safetensors")
 
-    def _model_config_of_tokenizer(self) -> ModelConfig:
+    def _model_config_of_tokenizer(self, tokenizer=None) -> ModelConfig:
         model_config = self.model_config()
-        tokenizer = self.tokenizer()
+        tokenizer = self.tokenizer() if tokenizer is None else tokenizer
         if tokenizer.vocab_size != model_config.vocab_size:
             raise UserError(f"tokenizer of {self.path} has {tokenizer.vocab_size} tokens but the model has "
                             f"{model_config.vocab_size}", "the run folder mixes files from two runs; retrain")

@@ -68,7 +68,7 @@ def map_tasks(work, shared, n_tasks: int, workers: int, pack=None, unpack=None) 
 
     with _workers(_task_worker, (work, shared, n_tasks, pack), n_tasks, workers) as (counter, receivers):
         for receiver in receivers:
-            _widen(receiver)
+            _widen(receiver, len(receivers))
         running = list(receivers)
         for task in _take(counter, n_tasks):
             results[task] = work(shared, task)
@@ -105,12 +105,13 @@ def _workers(target, args, n_tasks: int, workers: int):
             receiver.close()
 
 
-def _widen(receiver) -> None:
+def _widen(receiver, pipes: int) -> None:
     """Let the pipe hold 1 MB (Linux; 64 KB by default), so a worker rarely waits for this process
-    to read a result; elsewhere, or where the system refuses, it stays as it is."""
+    to read a result, and all the pipes together at most 16 MB (a user's pipes may hold 64 MB in
+    all before Linux shrinks new ones); elsewhere, or where the system refuses, it stays as it is."""
     if hasattr(fcntl, "F_SETPIPE_SZ"):
         try:
-            fcntl.fcntl(receiver.fileno(), fcntl.F_SETPIPE_SZ, 1 << 20)
+            fcntl.fcntl(receiver.fileno(), fcntl.F_SETPIPE_SZ, max(1 << 16, min(1 << 20, (16 << 20) // pipes)))
         except OSError:  # above /proc/sys/fs/pipe-max-size
             pass
 
@@ -118,7 +119,7 @@ def _widen(receiver) -> None:
 def _receive(receiver, unpack):
     try:
         failed, result = receiver.recv()
-    except EOFError:
+    except (EOFError, OSError):  # OSError: it died in the middle of sending a result
         raise RuntimeError("a tokenizer worker process died") from None
     if failed:
         raise result
