@@ -200,3 +200,27 @@ def test_malformed_ranks_files_are_clear_errors(tmp_path, content, message):
     path.write_bytes(content)
     with pytest.raises(UserError, match=message):
         BPETokenizer.from_tiktoken(path)
+
+
+def test_gpt2_merges_are_derived_once_then_read_from_the_cache(tmp_path, monkeypatch, shakespeare):
+    """Recovering merges from a ranks file is most of `tokenizer encode`'s start-up: the second load
+    reads them from the cache, and gets the same tokenizer; a damaged cache entry is derived again."""
+    from nanostack.tokenizer import tiktoken_files
+
+    monkeypatch.setenv("NANOSTACK_CACHE_DIR", str(tmp_path))
+    ranks = shared_file("gpt2.tiktoken")
+    derived = BPETokenizer.from_tiktoken(ranks)
+    [entry] = (tmp_path / "tiktoken_merges").iterdir()
+    last_merge = tiktoken_files._last_merge
+
+    def refuse(*args):
+        raise AssertionError("merges derived again instead of read from the cache")
+
+    monkeypatch.setattr(tiktoken_files, "_last_merge", refuse)
+    cached = BPETokenizer.from_tiktoken(ranks)
+    assert cached.merges == derived.merges and cached.byte_ids == derived.byte_ids
+    assert cached.encode(shakespeare[:5000]) == derived.encode(shakespeare[:5000])
+    monkeypatch.setattr(tiktoken_files, "_last_merge", last_merge)
+    entry.write_text('{"merges": [[1, 2]], "byte_ids": [0]}')  # damaged: derived again, and rewritten
+    assert BPETokenizer.from_tiktoken(ranks).merges == derived.merges
+    assert len(json.loads(entry.read_text())["merges"]) == len(derived.merges)
