@@ -4,7 +4,8 @@
 
 Times, each the best of --repeats fresh processes, run alternately so all see the same machine:
 `nanostack --help`, `nanostack tokenizer encode hello` (GPT-2's tokenizer, from NANOSTACK_DATA_DIR or
-the download cache), and `nanostack sample` of --tokens tokens from a cpu_small run (random-ish
+the download cache; `tokenizer_encode_first` after removing the cached merges, so they are recovered
+from GPT-2's ranks file as on a first run), and `nanostack sample` of --tokens tokens from a cpu_small run (random-ish
 weights: one training step; speed does not depend on them): by default (the numpy decoder, no torch)
 and with --backend torch. With --nanogpt, nanoGPT's own sample.py
 samples the same number of tokens from a cpu_small-shaped checkpoint in a temporary copy of its
@@ -22,6 +23,8 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+
+from nanostack.io import cache_dir
 
 NANOSTACK = [sys.executable, "-m", "nanostack"]
 
@@ -83,6 +86,7 @@ def main():
         cases = {
             "help": (NANOSTACK + ["--help"], None),
             "tokenizer_encode": (NANOSTACK + ["tokenizer", "encode", "hello"], None),
+            "tokenizer_encode_first": (NANOSTACK + ["tokenizer", "encode", "hello"], None),
             "sample": (NANOSTACK + ["sample", str(run), "--max-new-tokens", str(args.tokens)], None),
             "sample_torch": (NANOSTACK + ["sample", str(run), "--max-new-tokens", str(args.tokens), "--backend", "torch"],
                              None),
@@ -95,6 +99,8 @@ def main():
         times = {name: [] for name in cases}
         for _ in range(args.repeats):
             for name, (command, cwd) in cases.items():
+                if name == "tokenizer_encode_first":  # GPT-2's merges recovered again (the run caches them anew)
+                    shutil.rmtree(cache_dir() / "tiktoken_merges", ignore_errors=True)
                 times[name].append(seconds(command, cwd))
         for name in cases:
             print(json.dumps({"case": name, "s_best": round(min(times[name]), 3),
