@@ -128,3 +128,11 @@ def test_mfu_is_in_the_metrics_where_the_peak_is_known(corpus, tmp_path, monkeyp
     records = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
     mfus = [r["mfu"] for r in records if r["kind"] == "train"]
     assert len(mfus) == 2 and all(0 < m < 1 for m in mfus)
+
+
+def test_compiling_on_a_cpu_without_a_cpp_compiler_trains_uncompiled_and_says_so(monkeypatch):
+    monkeypatch.setattr(backends.shutil, "which", lambda name: None)
+    engine = Engine("torch", "cpu", "auto", "true")
+    assert not engine.compile and len(engine.notes) == 1 and "g++" in engine.notes[0]
+    monkeypatch.setattr(backends.shutil, "which", lambda name: f"/usr/bin/{name}")
+    assert Engine("torch", "cpu", "auto", "true").compile and not Engine("torch", "cpu", "auto", "true").notes

@@ -151,7 +151,8 @@ class TrainConfig:
             if self.dtype in ("bfloat16", "float64"):
                 raise UserError("the numpy backend computes in float32 only", "use --dtype float32 or auto")
             if self.compile == "true":
-                raise UserError("--compile is for the torch backend", "drop --compile, or use --backend torch")
+                raise UserError("--compile is for the torch backend (a preset may turn it on)",
+                                "add --compile false, or use --backend torch")
             for name in ("stop_at_val", "ema"):
                 if getattr(self, name):
                     raise UserError(f"--{_flag(name)} is for the torch backend", "drop it, or use --backend torch")

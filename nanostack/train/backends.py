@@ -10,6 +10,8 @@ torch.compile, the fused optimizer, a chunked cross-entropy (the GPT's loss_only
 sync per step (the loss stays on the device until the step's numbers are read together).
 """
 import base64
+import os
+import shutil
 from contextlib import nullcontext
 from functools import partial
 
@@ -36,6 +38,11 @@ class Engine:
         self.device_type = self.device.split(":")[0]
         # compile: "auto" (on CUDA only), "true" or "false" (True and False too)
         self.compile = compile in (True, "true") or (compile == "auto" and self.device_type == "cuda")
+        self.notes = []  # for the trainer's log
+        if self.compile and self.device_type == "cpu" and not cpp_compiler():
+            self.compile = False
+            self.notes.append("torch.compile on a CPU builds C++ and no C++ compiler (g++, clang++) was found: "
+                              "training without compiling (slower); install g++ to compile")
         self.float64 = dtype == "float64"
         self.autocast = autocast_for(self.device, dtype)
         self.parallel = Whole() if self.numpy else \
@@ -182,3 +189,9 @@ def rng_from_json(text: str) -> torch.Tensor:
 
 
 __all__ = ["Engine", "autocast_for", "is_numpy", "rng_from_json", "rng_to_json"]
+
+
+def cpp_compiler():
+    """The C++ compiler torch.compile's CPU code would be built with ($CXX, g++, clang++), or None."""
+    candidates = [name for name in (os.environ.get("CXX"), "g++", "clang++", "c++") if name]
+    return next(filter(None, map(shutil.which, candidates)), None)

@@ -64,6 +64,8 @@ def train_as(ranks, run, cfg_overrides, preset, resume, force, log) -> dict:
         cfg, data = ranks.main_first(open_training_data, run, cfg, cfg_overrides, resume, log)  # rank 0 fills caches
         cfg = replace(cfg, block_size=data.block_size(cfg.block_size, log))
         engine = Engine(cfg.backend, cfg.device, cfg.dtype, cfg.compile, ranks, cfg.parallel)
+        for note in engine.notes:
+            log(f"note: {note}")
         model = engine.build_model(model_config(cfg, data.tokenizer.vocab_size), cfg.seed)
         if not resume:
             run.clear()  # a new run, or --force: the old run's files go, a user's own files stay
