@@ -136,3 +136,19 @@ def test_compiling_on_a_cpu_without_a_cpp_compiler_trains_uncompiled_and_says_so
     assert not engine.compile and len(engine.notes) == 1 and "g++" in engine.notes[0]
     monkeypatch.setattr(backends.shutil, "which", lambda name: f"/usr/bin/{name}")
     assert Engine("torch", "cpu", "auto", "true").compile and not Engine("torch", "cpu", "auto", "true").notes
+
+
+@pytest.mark.slow
+def test_a_compiled_cpu_run_trains_like_an_eager_one(tmp_path, corpus, monkeypatch):
+    """names_10min compiles on the CPU (inductor builds C++): a tiny compiled run ends where the eager run of
+    the same seed does, to float rounding (dropout 0: the compiled graph draws its own dropout masks)."""
+    if not backends.cpp_compiler():
+        pytest.skip("no C++ compiler here: torch.compile cannot build CPU code (the run would train eager)")
+    logs, compiled_models = [], []
+    compile_ = torch.compile
+    monkeypatch.setattr(torch, "compile", lambda model, **kw: compiled_models.append(model) or compile_(model, **kw))
+    settings = {**TINY, "data": str(corpus), "max_iters": 20, "eval_interval": 20, "dropout": 0.0}
+    compiled = train(str(tmp_path / "compiled"), {**settings, "compile": "true"}, log=logs.append)
+    eager = train(str(tmp_path / "eager"), {**settings, "compile": "false"}, log=quiet)
+    assert len(compiled_models) == 1 and not any("C++ compiler" in line for line in logs)
+    assert abs(compiled["best_val_loss"] - eager["best_val_loss"]) < 1e-3
