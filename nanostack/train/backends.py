@@ -188,10 +188,10 @@ def rng_from_json(text: str) -> torch.Tensor:
     return torch.frombuffer(bytearray(base64.b64decode(text)), dtype=torch.uint8)
 
 
-__all__ = ["Engine", "autocast_for", "is_numpy", "rng_from_json", "rng_to_json"]
-
-
 def cpp_compiler():
     """The C++ compiler torch.compile's CPU code would be built with ($CXX, g++, clang++), or None."""
     candidates = [name for name in (os.environ.get("CXX"), "g++", "clang++", "c++") if name]
     return next(filter(None, map(shutil.which, candidates)), None)
+
+
+__all__ = ["Engine", "autocast_for", "is_numpy", "rng_from_json", "rng_to_json"]
