@@ -4,10 +4,10 @@ Why: importing torch takes longer (~0.9 s) than sampling 2000 tokens from cpu_sm
 step of a model this small is a few dozen tiny ops, where torch's per-op cost dominates. So
 `nanostack sample` decodes such models here (sample.py decides when).
 
-What it promises: the same tokens as generation.generate_tokens on the CPU for the same seed. It slides the
-context window the same way, makes the same inverse-CDF draw (sample_next_token's, step for step),
-and draws from the same random stream: a CPU torch.Generator is MT19937 seeded by init_genrand, and
-Python's `random` runs MT19937 from any state it is given (TorchCPURandom). The logits agree with
+What it promises: the same tokens as generation.generate_tokens on the CPU for the same seed. It
+slides the context window the same way, makes the same inverse-CDF draw (sample_next_token's, step
+for step), and draws from the same random stream: a CPU torch.Generator is MT19937 seeded by
+init_genrand, and Python's `random` runs MT19937 from any state it is given (TorchCPURandom). The logits agree with
 torch's to float32 rounding, so a token could differ only where a draw lands within ~1e-7 of the
 boundary between two tokens (tests/test_numpy_decode.py checks long runs token for token).
 
